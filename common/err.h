@@ -25,8 +25,10 @@
   X(CLOSED, "closed", "closed")                                            \
   X(NORECEIVER, "noreceiver", "no kv-updater received the message")
 
+enum { SC_OK = 0 };
+
+/* Position of each code in SC_ERRNO_MAP; SC_E<NAME> is -(position + 1). */
 enum {
-  SC_OK = 0,
 #define SC_ERR_ENUM_(name, lname, text) SC_E_INDEX_##name,
   SC_ERRNO_MAP(SC_ERR_ENUM_)
 #undef SC_ERR_ENUM_
