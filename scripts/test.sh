@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the tests need, builds statecast twice (normal, and with
+# AddressSanitizer + UndefinedBehaviorSanitizer) and runs the whole test suite
+# in both builds. .ci/run calls exactly this.
+#   scripts/test.sh            everything
+#   STATECAST_TEST_BUILDS="build" scripts/test.sh   only the normal build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh --test
+if [[ -x scripts/install-browser-deps.sh ]]; then
+  scripts/install-browser-deps.sh
+fi
+
+builds=${STATECAST_TEST_BUILDS:-"build build-asan"}
+jobs=$(nproc)
+status=0
+for b in $builds; do
+  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTATECAST_SANITIZE=OFF)
+  [[ "$b" == build-asan ]] && flags=(-DCMAKE_BUILD_TYPE=Debug -DSTATECAST_SANITIZE=ON)
+  echo "=== $b: configure and build"
+  cmake -S . -B "$b" "${flags[@]}" >/dev/null
+  cmake --build "$b" -j"$jobs"
+  echo "=== $b: test"
+  # Sanitizer builds: fail on any leak or UB report.
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  if ! ctest --test-dir "$b" --output-on-failure -j"$jobs" --timeout 600; then
+    status=1
+  fi
+done
+exit $status
