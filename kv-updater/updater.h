@@ -1,0 +1,76 @@
+/*
+ * updater: the heart of statecast-kv-updater.
+ *
+ * One sc_redis_t PSUBSCRIBEs update:{*}; every message is checked against
+ * the message contract (sc_message_check) and then either
+ *   - committed with the commit script on a second sc_redis_t (EVALSHA,
+ *     EVAL after NOSCRIPT), pipelined in arrival order, or
+ *   - rejected: logged, counted, and kept in statecast:rejected.
+ * Commits (and rejected records) wait in a bounded pending queue while the
+ * command connection is down; in-flight ones are put back at the front of
+ * that queue, in order, when it fails, and sent again when it is back
+ * (safe: a message is the full state, a repeat commits nothing).
+ * Pub/sub is at-most-once: messages published while the subscription is
+ * down are lost.
+ */
+#ifndef KVU_UPDATER_H
+#define KVU_UPDATER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "redis.h"
+
+typedef struct kvu kvu_t;
+
+typedef struct kvu_opts {
+  size_t max_message_bytes;   /* 0: SC_DEFAULT_MAX_MESSAGE_BYTES */
+  int commit_timeout_ms;      /* 0: 5000 */
+  size_t pending_max_messages; /* 0: 100000 */
+  size_t pending_max_bytes;   /* 0: 256 MiB */
+  size_t max_inflight;        /* 0: 1024 commits pipelined at most */
+} kvu_opts_t;
+
+/* Counters and gauges for /metrics (a snapshot). */
+typedef struct kvu_stats {
+  uint64_t committed, unchanged, dropped, failed;
+  uint64_t rejected_topic, rejected_json, rejected_utf8, rejected_toobig;
+  uint64_t reconnects;
+  uint64_t pending; /* queued + in flight */
+  uint64_t last_seq;
+  int sub_up, cmd_up;
+} kvu_stats_t;
+
+/* Create and start connecting both connections on loop. addr and opts are
+ * copied. Caller frees with kvu_close(). */
+__attribute__((warn_unused_result)) int kvu_new(kvu_t **out, uv_loop_t *loop, const sc_redis_addr_t *addr,
+                                               const kvu_opts_t *opts);
+
+typedef void (*kvu_drained_cb)(kvu_t *k, size_t left, void *data);
+/* Stop taking messages (the subscription is closed) and call cb once every
+ * queued or in-flight commit has been answered, or after timeout_ms with the
+ * number left over. cb fires exactly once, from a later loop turn at the
+ * earliest. Call at most once. */
+void kvu_drain(kvu_t *k, int timeout_ms, kvu_drained_cb cb, void *data);
+/* Close both connections; memory is freed once their pending callbacks have
+ * run (keep running the loop). NULL is a no-op. */
+void kvu_close(kvu_t *k);
+
+/* 1 when ready; otherwise 0 and *why (static text). */
+int kvu_ready(const kvu_t *k, const char **why);
+void kvu_get_stats(const kvu_t *k, kvu_stats_t *st);
+/* Prometheus text exposition of st into buf; returns the length (truncated
+ * at cap-1, always NUL-terminated). */
+size_t kvu_metrics_format(const kvu_stats_t *st, char *buf, size_t cap);
+
+/* The statecast:rejected record for one refused message (compact JSON,
+ * malloc'd, caller frees; NULL on out of memory). Channel, topic and the
+ * first 4096 bytes of the message are made valid UTF-8 (bad bytes become
+ * U+FFFD) before escaping. */
+char *kvu_reject_record(int64_t ts_ms, const char *channel, size_t channel_len, const char *topic, size_t topic_len,
+                        int code, const char *detail, size_t offset, const char *msg, size_t msg_len);
+
+#define KVU_REJECT_SAMPLE_BYTES 4096
+
+#endif
