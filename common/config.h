@@ -16,6 +16,13 @@
  * "apiserver", "publisher", "snapshot"). Other binaries' sections are
  * ignored; an unknown key anywhere else is an error naming the key.
  * Every error names the key and its source (file:line, variable or flag).
+ *
+ * Details: in YAML a null value ("key:", "key: ~") leaves the lower layer's
+ * value in place, and a "config" key is ignored (so --check-config output can
+ * be read back). Within one layer (one YAML mapping, the environment, the
+ * flags) a secret's value and its _file form together are an error; a higher
+ * layer overrides either, and only the winning _file is read. A bool flag
+ * alone ("--verbose") means true; values need "--verbose=false".
  */
 #ifndef SC_CONFIG_H
 #define SC_CONFIG_H
@@ -60,6 +67,9 @@ typedef struct sc_conf sc_conf_t;
  * reported through sc_conf_help_wanted()/sc_conf_check_wanted().
  * Returns 0 and *out (caller frees with sc_conf_free()), or SC_ECONFIG with
  * a message naming the key and source in err, and *out NULL.
+ * With --help (or -h) anywhere before "--", only the defaults are applied
+ * and 0 is returned even if other flags, variables or the file are bad, so
+ * usage can always be shown.
  */
 __attribute__((warn_unused_result)) int sc_conf_load(sc_conf_t **out, const char *program, const char *section,
                                                     const sc_conf_spec_t *specs, size_t nspecs, int argc,
@@ -67,11 +77,15 @@ __attribute__((warn_unused_result)) int sc_conf_load(sc_conf_t **out, const char
 void sc_conf_free(sc_conf_t *conf);
 
 /* Values; name must be in the table (a programming error aborts otherwise).
- * Strings are borrowed from conf; NULL when unset. */
+ * Strings are borrowed from conf; NULL when unset. sc_conf_int/sc_conf_bool
+ * also abort on an option of another type; sc_conf_str works for any type
+ * (the text as given). Unset ints and bools read as 0. */
 const char *sc_conf_str(const sc_conf_t *conf, const char *name);
 long long sc_conf_int(const sc_conf_t *conf, const char *name);
 int sc_conf_bool(const sc_conf_t *conf, const char *name);
-/* Where the value came from: "default", "file:LINE", "env", "flag". */
+/* Where the value came from: "default", "file:LINE", "env", "flag".
+ * For a secret read from its _file form: "file-file:LINE", "env-file",
+ * "flag-file". Borrowed from conf. */
 const char *sc_conf_source(const sc_conf_t *conf, const char *name);
 
 int sc_conf_help_wanted(const sc_conf_t *conf);
