@@ -5,7 +5,10 @@
  *   statecast-publisher [options] --lines          {"topic":..,"data":..} lines on stdin
  *   statecast-publisher [options] --every S --exec CMD TOPIC
  *                                                  run CMD (/bin/sh -c) every S seconds
- *                                                  and publish its stdout as TOPIC's state
+ *                                                  and publish its stdout as TOPIC's state;
+ *                                                  a failing run, invalid output or a run
+ *                                                  longer than S seconds (killed) is logged
+ *                                                  and skipped; SIGINT/SIGTERM stop cleanly
  *   statecast-publisher --check-config | --help
  *
  * Exit codes (also in --help):
@@ -65,7 +68,7 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *f) {
-  sc_conf_usage(f, PROGRAM, "[options] TOPIC [JSON] | --lines | --every SECONDS --exec CMD TOPIC", specs, NSPECS);
+  sc_conf_usage(f, PROGRAM, "TOPIC [JSON] | --lines | --every SECONDS --exec CMD TOPIC", specs, NSPECS);
   fputs("\nJSON comes from the argument, else from stdin. The JSON value null deletes the topic.\n"
         "\nExit codes:\n"
         "  0  published and received by a kv-updater (--every: stopped by SIGINT/SIGTERM)\n"

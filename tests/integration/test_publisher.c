@@ -456,3 +456,56 @@ Test(publisher, cli_redis_url_from_env_and_flag_precedence) {
   expect_message_str(sub, "prec", "2");
   redisFree(sub);
 }
+
+Test(publisher, connects_over_a_unix_socket) {
+  char sock[400], url[420];
+  snprintf(sock, sizeof sock, "%s/redis.sock", g_redis.dir);
+  sc_test_redis_stop(&g_redis, 1);
+  const char *extra[] = {"--unixsocket", sock, NULL};
+  cr_assert_eq(sc_test_redis_restart(&g_redis, extra), 0);
+  redisContext *sub = subscribe1("unix");
+  snprintf(url, sizeof url, "unix://%s?db=1", sock);
+  sc_publisher_t *p = NULL;
+  cr_assert_eq(sc_publisher_new(&p, url, NULL), 0);
+  cr_assert_eq(sc_publisher_publish(p, "unix", 4, "{\"via\":\"socket\"}", 16, NULL), 0, "%s",
+               sc_publisher_last_error(p));
+  expect_message_str(sub, "unix", "{\"via\":\"socket\"}");
+  sc_publisher_free(p);
+  redisFree(sub);
+}
+
+Test(publisher, survives_a_connection_killed_by_redis_without_sigpipe) {
+  redisContext *sub = subscribe1("killed");
+  sc_publisher_opts_t opts = {.max_message_bytes = 32 * 1024 * 1024};
+  sc_publisher_t *p = new_publisher(&opts);
+  cr_assert_eq(sc_publisher_publish(p, "killed", 6, "1", 1, NULL), 0);
+  expect_message_str(sub, "killed", "1");
+  redisContext *admin = sc_test_redis_connect(&g_redis);
+  cr_assert_not_null(admin);
+  redisReply *r = redisCommand(admin, "CLIENT KILL TYPE normal");
+  cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 1);
+  freeReplyObject(r);
+  redisFree(admin);
+  /* a body larger than the socket buffers makes a later write() of the same
+   * command hit the reset socket (EPIPE) */
+  size_t len = 16 * 1024 * 1024;
+  char *big = malloc(len);
+  cr_assert_not_null(big);
+  memset(big, 'x', len);
+  big[0] = '"';
+  big[len - 1] = '"';
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(sc_publisher_publish(p, "killed", 6, big, len, NULL), 0, "%s", sc_publisher_last_error(p));
+    expect_message(sub, "killed", big, len);
+    admin = sc_test_redis_connect(&g_redis);
+    r = redisCommand(admin, "CLIENT KILL TYPE normal");
+    freeReplyObject(r);
+    redisFree(admin);
+  }
+  sigset_t pending;
+  sigpending(&pending);
+  cr_assert_not(sigismember(&pending, SIGPIPE));
+  free(big);
+  sc_publisher_free(p);
+  redisFree(sub);
+}
