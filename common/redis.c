@@ -454,7 +454,11 @@ static void go_down(sc_redis_t *r, const char *why) {
 /* hiredis is already tearing the context down: forget it, do not free it. */
 static void conn_lost(sc_redis_t *r, const redisAsyncContext *ac) {
   char why[200];
-  snprintf(why, sizeof why, "%s", ac->err != 0 && ac->errstr != NULL ? ac->errstr : "connection closed");
+  /* In the connect callback only c.err is set yet; hiredis copies it to
+   * ac->err later. */
+  if (ac->c.err != 0) snprintf(why, sizeof why, "%s", ac->c.errstr);
+  else if (ac->err != 0 && ac->errstr != NULL) snprintf(why, sizeof why, "%s", ac->errstr);
+  else snprintf(why, sizeof why, "connection closed");
   r->ac = NULL;
   go_down(r, why);
 }
