@@ -1,0 +1,180 @@
+/*
+ * statecast-apiserver: serve the committed state over SSE, /state, health
+ * and metrics, and the web display (see server.h). This file only wires
+ * things: config, logging, loop, signals, shutdown.
+ */
+#include "config.h"
+#include "err.h"
+#include "httpd.h"
+#include "log.h"
+#include "redis.h"
+#include "server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#define PROGRAM "statecast-apiserver"
+/* File descriptors kept free for Redis, logs, listeners and bursts. */
+#define FD_SAFETY_MARGIN 512
+#define MAX_STREAMS_CAP 1000000
+
+static const sc_conf_spec_t specs[] = {
+    SC_CONF_COMMON_SPECS,
+    {"listen", SC_CONF_STRING, "0.0.0.0:8080", "host:port of the HTTP server", 0, 0, 0, NULL},
+    {"cors_origin", SC_CONF_STRING, "*", "Access-Control-Allow-Origin value (empty: no header)", 0, 0, 0, NULL},
+    {"heartbeat_seconds", SC_CONF_INT, "15", "SSE heartbeat comment interval (0: none)", 0, 0, 3600, NULL},
+    {"max_streams", SC_CONF_INT, "0", "maximum concurrent SSE streams (0: open-file limit minus a margin)", 0, 0,
+     MAX_STREAMS_CAP, NULL},
+    {"drain_seconds", SC_CONF_INT, "5", "on SIGTERM, close streams spread over this many seconds", 0, 0, 3600, NULL},
+    {"retry_ms", SC_CONF_INT, "2000", "reconnect delay announced to SSE clients (retry:)", 0, 100, 600000, NULL},
+    {"web_root", SC_CONF_STRING, NULL, "directory of the web display (default: installed share dir or source tree)",
+     0, 0, 0, NULL},
+};
+#define NSPECS (sizeof specs / sizeof specs[0])
+
+typedef struct app {
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint;
+  api_server_t *srv; /* owned */
+  int stopping;
+} app_t;
+
+static void on_server_closed(api_server_t *s, void *data) {
+  (void)s;
+  app_t *app = data;
+  uv_close((uv_handle_t *)&app->sigterm, NULL);
+  uv_close((uv_handle_t *)&app->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  app_t *app = s->data;
+  if (app->stopping) return;
+  app->stopping = 1;
+  SC_INFO("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  api_server_shutdown(app->srv, on_server_closed, app);
+}
+
+static size_t default_max_streams(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 10000;
+  rlim_t n = rl.rlim_cur > FD_SAFETY_MARGIN + 16 ? rl.rlim_cur - FD_SAFETY_MARGIN : rl.rlim_cur / 2;
+  if (n < 1) n = 1;
+  if (n > MAX_STREAMS_CAP) n = MAX_STREAMS_CAP;
+  return (size_t)n;
+}
+
+static int is_dir(const char *p) {
+  struct stat st;
+  return p != NULL && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int main(int argc, char **argv, char **envp) {
+  char err[512];
+  sc_conf_t *conf = NULL;
+  sc_redis_addr_t addr;
+  memset(&addr, 0, sizeof addr);
+  int loop_inited = 0;
+  int code = 1;
+  app_t app;
+  memset(&app, 0, sizeof app);
+
+  if (sc_conf_load(&conf, PROGRAM, "apiserver", specs, NSPECS, argc, argv, envp, err, sizeof err) != 0) {
+    fprintf(stderr, "%s: %s\n", PROGRAM, err);
+    return 1;
+  }
+  if (sc_conf_help_wanted(conf)) {
+    sc_conf_usage(stdout, PROGRAM, "", specs, NSPECS);
+    sc_conf_free(conf);
+    return 0;
+  }
+  sc_log_level_t level;
+  sc_log_format_t format;
+  if (sc_log_parse_level(sc_conf_str(conf, "log_level"), &level) != 0 ||
+      sc_log_parse_format(sc_conf_str(conf, "log_format"), &format) != 0) {
+    fprintf(stderr, "%s: bad log_level or log_format\n", PROGRAM);
+    goto done;
+  }
+  if (sc_redis_url_parse(sc_conf_str(conf, "redis_url"), &addr, err, sizeof err) != 0) {
+    fprintf(stderr, "%s: redis_url (%s): %s\n", PROGRAM, sc_conf_source(conf, "redis_url"), err);
+    goto done;
+  }
+  const char *password = sc_conf_str(conf, "redis_password");
+  if (password != NULL) {
+    free(addr.password);
+    addr.password = strdup(password);
+    if (addr.password == NULL) goto done;
+  }
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  if (sc_httpd_parse_listen(sc_conf_str(conf, "listen"), &ss, &sslen, err, sizeof err) != 0) {
+    fprintf(stderr, "%s: listen (%s): %s\n", PROGRAM, sc_conf_source(conf, "listen"), err);
+    goto done;
+  }
+  const char *web_root = sc_conf_str(conf, "web_root");
+  if (web_root == NULL) web_root = is_dir(STATECAST_WEB_INSTALL_DIR) ? STATECAST_WEB_INSTALL_DIR : STATECAST_WEB_SOURCE_DIR;
+  if (sc_conf_check_wanted(conf)) {
+    sc_conf_print(conf, stdout);
+    code = 0;
+    goto done;
+  }
+
+  sc_log_init("apiserver", level, format);
+  signal(SIGPIPE, SIG_IGN);
+  if (uv_loop_init(&app.loop) != 0) {
+    fprintf(stderr, "%s: cannot create the event loop\n", PROGRAM);
+    goto done;
+  }
+  loop_inited = 1;
+
+  api_server_opts_t opts = {0};
+  opts.listen = sc_conf_str(conf, "listen");
+  opts.cors_origin = sc_conf_str(conf, "cors_origin");
+  opts.web_root = is_dir(web_root) ? web_root : NULL;
+  opts.redis = &addr;
+  opts.heartbeat_ms = (unsigned)sc_conf_int(conf, "heartbeat_seconds") * 1000u;
+  opts.retry_ms = (unsigned)sc_conf_int(conf, "retry_ms");
+  opts.drain_ms = (unsigned)sc_conf_int(conf, "drain_seconds") * 1000u;
+  long long ms = sc_conf_int(conf, "max_streams");
+  opts.max_streams = ms > 0 ? (size_t)ms : default_max_streams();
+  if (opts.web_root == NULL) SC_WARN("web_root %s is not a directory; the web display is off", web_root);
+
+  err[0] = '\0';
+  int rc = api_server_new(&app.srv, &app.loop, &opts, err, sizeof err);
+  if (rc != 0) {
+    fprintf(stderr, "%s: cannot start: %s %s\n", PROGRAM, sc_strerror(rc), err);
+    goto done;
+  }
+  char where[256];
+  sc_redis_addr_describe(&addr, where, sizeof where);
+  SC_INFO("started: listening on port %d, redis %s, max_streams %zu, web_root %s", api_server_port(app.srv), where,
+          opts.max_streams, opts.web_root ? opts.web_root : "(none)");
+
+  uv_signal_init(&app.loop, &app.sigterm);
+  uv_signal_init(&app.loop, &app.sigint);
+  app.sigterm.data = app.sigint.data = &app;
+  uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&app.sigint, on_signal, SIGINT);
+
+  uv_run(&app.loop, UV_RUN_DEFAULT);
+  SC_INFO("stopped");
+  code = 0;
+
+done:
+  if (loop_inited) {
+    /* Let any close callback still queued (e.g. after a start failure) run. */
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&app.loop) != 0) {
+      SC_ERROR("event loop still has open handles at exit");
+      code = code == 0 ? 1 : code;
+    }
+  }
+  api_server_free(app.srv);
+  sc_redis_addr_dispose(&addr);
+  sc_conf_free(conf);
+  return code;
+}

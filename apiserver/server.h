@@ -1,0 +1,46 @@
+/*
+ * server: the apiserver's wiring on one loop. It owns the two Redis
+ * connections (a subscriber on statecast:notify and a command connection
+ * for loading), the current store, the stream hub and the HTTP routes:
+ *
+ *   sub up -> load (buffering notifications) -> apply buffered by seq -> live
+ *   live: notification -> store apply -> hub notify
+ *   epoch change or sub reconnect -> reload into a new store, swap, and end
+ *   every stream so it resumes exactly (or gets full state) on reconnect.
+ */
+#ifndef API_SERVER_H
+#define API_SERVER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "redis.h"
+
+typedef struct api_server api_server_t;
+
+typedef struct api_server_opts {
+  const char *listen;        /* "host:port"; copied */
+  const char *cors_origin;   /* copied; "" disables the header */
+  const char *web_root;      /* directory served at "/", copied; NULL: none */
+  const sc_redis_addr_t *redis; /* borrowed for the call */
+  unsigned heartbeat_ms;
+  unsigned retry_ms;
+  unsigned drain_ms;
+  size_t max_streams;
+  size_t tomb_cap; /* 0: SC_KEYS_DELETED_CAP */
+} api_server_opts_t;
+
+/* Caller frees with api_server_free() after the loop has finished. */
+__attribute__((warn_unused_result)) int api_server_new(api_server_t **out, uv_loop_t *loop,
+                                                      const api_server_opts_t *opts, char *err, size_t errlen);
+int api_server_port(const api_server_t *s);
+/* Graceful stop: stop accepting, /readyz 503, end streams spread over the
+ * drain period, then close HTTP and Redis. The loop runs dry afterwards. */
+typedef void (*api_server_closed_cb)(api_server_t *s, void *data);
+/* cb (may be NULL) fires once, when HTTP and Redis have been told to close
+ * (the caller then closes its own handles, e.g. signal watchers). */
+void api_server_shutdown(api_server_t *s, api_server_closed_cb cb, void *data);
+/* After uv_run() returned. NULL is a no-op. */
+void api_server_free(api_server_t *s);
+
+#endif

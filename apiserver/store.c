@@ -1,0 +1,294 @@
+/*
+ * store: topic -> latest committed state, one seq-ordered list, bounded
+ * tombstones, shared pre-framed SSE bytes (see store.h).
+ */
+#include "store.h"
+
+#include "envelope.h"
+#include "err.h"
+#include "keys.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct api_store {
+  api_entry_t **buckets; /* owned array; entries owned through it */
+  size_t nbuckets;
+  size_t count; /* all entries */
+  size_t ntomb;
+  api_entry_t *head, *tail;
+  api_entry_t *thead, *ttail;
+  uint64_t last_seq;
+  uint64_t floor;
+  uint64_t gen; /* bumped whenever an entry is freed (invalidates hints) */
+  size_t tomb_cap;
+  int loading;
+  int has_epoch;
+  char epoch[SC_SSE_EPOCH_LEN + 1];
+};
+
+api_frame_t *api_frame_ref(api_frame_t *f) {
+  f->refs++;
+  return f;
+}
+
+void api_frame_unref(api_frame_t *f) {
+  if (f != NULL && --f->refs == 0) free(f);
+}
+
+static uint32_t hash_topic(const char *t, size_t len) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)t[i]) * 16777619u;
+  return h;
+}
+
+int api_store_new(api_store_t **out, size_t tomb_cap) {
+  api_store_t *s = calloc(1, sizeof *s);
+  if (s == NULL) return SC_ENOMEM;
+  s->nbuckets = 1024;
+  s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
+  if (s->buckets == NULL) {
+    free(s);
+    return SC_ENOMEM;
+  }
+  s->tomb_cap = tomb_cap ? tomb_cap : SC_KEYS_DELETED_CAP;
+  *out = s;
+  return 0;
+}
+
+void api_store_free(api_store_t *s) {
+  if (s == NULL) return;
+  api_entry_t *e = s->head;
+  while (e != NULL) {
+    api_entry_t *n = e->next;
+    api_frame_unref(e->frame);
+    free(e);
+    e = n;
+  }
+  free(s->buckets);
+  free(s);
+}
+
+const char *api_store_epoch(const api_store_t *s) { return s->has_epoch ? s->epoch : NULL; }
+
+void api_store_set_epoch(api_store_t *s, const char *epoch) {
+  memcpy(s->epoch, epoch, SC_SSE_EPOCH_LEN);
+  s->epoch[SC_SSE_EPOCH_LEN] = '\0';
+  s->has_epoch = 1;
+}
+
+void api_store_raise_floor(api_store_t *s, uint64_t v) {
+  if (v > s->floor) s->floor = v;
+}
+void api_store_raise_last_seq(api_store_t *s, uint64_t v) {
+  if (v > s->last_seq) s->last_seq = v;
+}
+uint64_t api_store_last_seq(const api_store_t *s) { return s->last_seq; }
+uint64_t api_store_floor(const api_store_t *s) { return s->floor; }
+size_t api_store_live_count(const api_store_t *s) { return s->count - s->ntomb; }
+size_t api_store_tomb_count(const api_store_t *s) { return s->ntomb; }
+const api_entry_t *api_store_head(const api_store_t *s) { return s->head; }
+const api_entry_t *api_store_tail(const api_store_t *s) { return s->tail; }
+
+static api_entry_t *find(const api_store_t *s, const char *topic, size_t len, uint32_t h) {
+  for (api_entry_t *e = s->buckets[h & (s->nbuckets - 1)]; e != NULL; e = e->hnext)
+    if (e->hash == h && e->topic_len == len && memcmp(e->topic, topic, len) == 0) return e;
+  return NULL;
+}
+
+const api_entry_t *api_store_find(const api_store_t *s, const char *topic, size_t len) {
+  return find(s, topic, len, hash_topic(topic, len));
+}
+
+static void grow(api_store_t *s) {
+  size_t nb = s->nbuckets * 2;
+  api_entry_t **b = calloc(nb, sizeof *b);
+  if (b == NULL) return; /* keep the longer chains; still correct */
+  for (size_t i = 0; i < s->nbuckets; i++) {
+    api_entry_t *e = s->buckets[i];
+    while (e != NULL) {
+      api_entry_t *n = e->hnext;
+      e->hnext = b[e->hash & (nb - 1)];
+      b[e->hash & (nb - 1)] = e;
+      e = n;
+    }
+  }
+  free(s->buckets);
+  s->buckets = b;
+  s->nbuckets = nb;
+}
+
+static void list_unlink(api_store_t *s, api_entry_t *e) {
+  if (e->prev) e->prev->next = e->next; else s->head = e->next;
+  if (e->next) e->next->prev = e->prev; else s->tail = e->prev;
+  e->prev = e->next = NULL;
+}
+
+/* Insert in seq order, searching from the tail (commits arrive in order, so
+ * this is O(1) outside loading). */
+static void list_insert(api_store_t *s, api_entry_t *e) {
+  api_entry_t *after = s->tail;
+  if (!s->loading)
+    while (after != NULL && after->seq > e->seq) after = after->prev;
+  e->prev = after;
+  e->next = after ? after->next : s->head;
+  if (e->next) e->next->prev = e; else s->tail = e;
+  if (after) after->next = e; else s->head = e;
+}
+
+static void tomb_unlink(api_store_t *s, api_entry_t *e) {
+  if (e->tprev) e->tprev->tnext = e->tnext; else s->thead = e->tnext;
+  if (e->tnext) e->tnext->tprev = e->tprev; else s->ttail = e->tprev;
+  e->tprev = e->tnext = NULL;
+  s->ntomb--;
+}
+
+static void tomb_insert(api_store_t *s, api_entry_t *e) {
+  api_entry_t *after = s->ttail;
+  while (after != NULL && after->seq > e->seq) after = after->tprev;
+  e->tprev = after;
+  e->tnext = after ? after->tnext : s->thead;
+  if (e->tnext) e->tnext->tprev = e; else s->ttail = e;
+  if (after) after->tnext = e; else s->thead = e;
+  s->ntomb++;
+}
+
+static void entry_remove(api_store_t *s, api_entry_t *e) {
+  api_entry_t **pp = &s->buckets[e->hash & (s->nbuckets - 1)];
+  while (*pp != e) pp = &(*pp)->hnext;
+  *pp = e->hnext;
+  list_unlink(s, e);
+  if (e->deleted) tomb_unlink(s, e);
+  s->count--;
+  s->gen++;
+  api_frame_unref(e->frame);
+  free(e);
+}
+
+static void trim_tombs(api_store_t *s) {
+  while (s->ntomb > s->tomb_cap) {
+    api_entry_t *old = s->thead;
+    api_store_raise_floor(s, old->seq);
+    entry_remove(s, old);
+  }
+}
+
+static api_frame_t *make_frame(const api_store_t *s, uint64_t seq, int64_t ts, const char *topic, size_t topic_len,
+                               const char *data, size_t data_len) {
+  char env_stack[1024];
+  size_t cap = sc_envelope_size(topic_len, data_len);
+  char *env = cap <= sizeof env_stack ? env_stack : malloc(cap);
+  if (env == NULL) return NULL;
+  size_t elen = sc_envelope_write(env, topic, topic_len, seq, ts, data, data_len);
+  char id[SC_SSE_ID_MAX];
+  size_t idlen = sc_sse_id_format(id, s->has_epoch ? s->epoch : "0000000000000000", seq);
+  const char *event = data != NULL ? "update" : "delete";
+  size_t fcap = sc_sse_frame_size(idlen, strlen(event), elen);
+  api_frame_t *f = malloc(sizeof *f + fcap);
+  if (f != NULL) {
+    f->refs = 1;
+    f->len = (uint32_t)sc_sse_frame(f->bytes, id, idlen, event, env, elen);
+    /* The envelope is one line, so it sits right after "data: " and before "\n\n". */
+    f->env_len = (uint32_t)elen;
+    f->env_off = f->len - 2 - (uint32_t)elen;
+    f->ts = ts;
+  }
+  if (env != env_stack) free(env);
+  return f;
+}
+
+int api_store_apply(api_store_t *s, uint64_t seq, int64_t ts, const char *topic, size_t topic_len, const char *data,
+                    size_t data_len) {
+  uint32_t h = hash_topic(topic, topic_len);
+  api_entry_t *e = find(s, topic, topic_len, h);
+  if (e != NULL && e->seq >= seq) return 0;
+  api_frame_t *f = make_frame(s, seq, ts, topic, topic_len, data, data_len);
+  if (f == NULL) return SC_ENOMEM;
+  if (e == NULL) {
+    e = calloc(1, sizeof *e + topic_len + 1);
+    if (e == NULL) {
+      api_frame_unref(f);
+      return SC_ENOMEM;
+    }
+    memcpy(e->topic, topic, topic_len);
+    e->topic_len = (uint16_t)topic_len;
+    e->hash = h;
+    e->hnext = s->buckets[h & (s->nbuckets - 1)];
+    s->buckets[h & (s->nbuckets - 1)] = e;
+    s->count++;
+    if (s->count > s->nbuckets) grow(s);
+  } else {
+    list_unlink(s, e);
+    if (e->deleted && !s->loading) tomb_unlink(s, e);
+    api_frame_unref(e->frame);
+  }
+  e->seq = seq;
+  e->ts = ts;
+  e->frame = f;
+  e->deleted = data == NULL;
+  list_insert(s, e);
+  api_store_raise_last_seq(s, seq);
+  if (e->deleted && !s->loading) {
+    tomb_insert(s, e);
+    trim_tombs(s);
+  }
+  return 1;
+}
+
+void api_store_begin_load(api_store_t *s) { s->loading = 1; }
+
+static int cmp_seq(const void *a, const void *b) {
+  uint64_t x = (*(api_entry_t *const *)a)->seq, y = (*(api_entry_t *const *)b)->seq;
+  return x < y ? -1 : x > y;
+}
+
+int api_store_end_load(api_store_t *s) {
+  s->loading = 0;
+  if (s->count == 0) return 0;
+  api_entry_t **v = malloc(s->count * sizeof *v);
+  if (v == NULL) return SC_ENOMEM;
+  size_t n = 0;
+  for (api_entry_t *e = s->head; e != NULL; e = e->next) v[n++] = e;
+  qsort(v, n, sizeof *v, cmp_seq);
+  s->head = s->tail = s->thead = s->ttail = NULL;
+  s->ntomb = 0;
+  for (size_t i = 0; i < n; i++) {
+    api_entry_t *e = v[i];
+    e->prev = s->tail;
+    e->next = NULL;
+    e->tprev = e->tnext = NULL;
+    if (s->tail) s->tail->next = e; else s->head = e;
+    s->tail = e;
+    if (e->deleted) tomb_insert(s, e);
+  }
+  free(v);
+  trim_tombs(s);
+  s->gen++;
+  return 0;
+}
+
+const api_entry_t *api_store_first_after(const api_store_t *s, uint64_t cursor, const api_store_hint_t *hint) {
+  if (hint != NULL && hint->store == s && hint->gen == s->gen && hint->entry != NULL &&
+      hint->entry->seq == hint->seq && hint->seq <= cursor) {
+    const api_entry_t *e = hint->entry->next;
+    while (e != NULL && e->seq <= cursor) e = e->next;
+    return e;
+  }
+  if (s->head == NULL || s->head->seq > cursor) return s->head;
+  const api_entry_t *e = s->tail;
+  if (e == NULL || e->seq <= cursor) return NULL;
+  while (e->prev != NULL && e->prev->seq > cursor) e = e->prev;
+  return e;
+}
+
+void api_store_hint_set(const api_store_t *s, api_store_hint_t *hint, const api_entry_t *e) {
+  hint->store = s;
+  hint->entry = e;
+  hint->seq = e != NULL ? e->seq : 0;
+  hint->gen = s->gen;
+}
+
+int api_store_placeable(const api_store_t *s, const char *epoch, uint64_t seq) {
+  if (!s->has_epoch || memcmp(epoch, s->epoch, SC_SSE_EPOCH_LEN) != 0) return 0;
+  return seq >= s->floor && seq <= s->last_seq;
+}

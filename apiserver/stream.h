@@ -1,0 +1,82 @@
+/*
+ * stream: the SSE streams of one loop and their fan-out ("hub").
+ *
+ * A stream is not a queue: it is a cursor (the highest seq it has passed),
+ * a topic filter and the references it holds on the frames of its one
+ * in-flight h2o_send. Whenever a stream is idle (connect, proceed, a new
+ * commit) it gathers every matching store entry with seq > cursor in seq
+ * order, up to API_STREAM_IOV frames, and sends them in ONE h2o_send without
+ * copying (the frames are shared and refcounted). Because the store keeps
+ * only the latest state per topic, a slow stream's backlog is bounded by
+ * the number of topics, and it catches up with exactly the current state.
+ *
+ * The initial state is the same walk from cursor 0 (full state, tombstones
+ * skipped) or from a resume id (updates and deletes after it); a `sync`
+ * event follows once the walk has passed the store's last seq at connect.
+ */
+#ifndef API_STREAM_H
+#define API_STREAM_H
+
+#include <h2o.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "sse.h"
+#include "store.h"
+
+#define API_STREAM_IOV 64
+#define API_HIST_BUCKETS 14
+
+typedef struct api_stream api_stream_t;
+
+enum { API_DROP_CLIENT = 0, API_DROP_SHUTDOWN, API_DROP_RELOAD, API_DROP_LIMIT, API_DROP_SLOW, API_DROP_N_ };
+extern const char *const api_drop_names[API_DROP_N_];
+extern const double api_hist_bounds[API_HIST_BUCKETS];
+
+typedef struct api_hub {
+  uv_loop_t *loop;          /* borrowed */
+  api_store_t *store;       /* borrowed: the current store (the server swaps it) */
+  api_stream_t *head;       /* owned streams (each freed in stop or when ended) */
+  size_t nstreams;
+  size_t max_streams;
+  unsigned retry_ms;
+  uv_timer_t hb_timer;      /* closed in api_hub_dispose */
+  uv_timer_t drain_timer;
+  int draining;
+  size_t drain_per_tick;
+  /* metrics */
+  uint64_t events_sent, bytes_sent, heartbeats_sent;
+  uint64_t dropped[API_DROP_N_];
+  uint64_t hist[API_HIST_BUCKETS + 1]; /* last one is +Inf */
+  double hist_sum;
+  uint64_t hist_count;
+} api_hub_t;
+
+/* heartbeat_ms 0: no heartbeats. */
+__attribute__((warn_unused_result)) int api_hub_init(api_hub_t *hub, uv_loop_t *loop, api_store_t *store,
+                                                    unsigned heartbeat_ms, size_t max_streams, unsigned retry_ms);
+/* Ends every stream (FINAL) and closes the timers; keep running the loop
+ * until they have closed. */
+void api_hub_dispose(api_hub_t *hub);
+
+/* Point the hub at a new store and end every stream (they reconnect and
+ * resume against the new store). */
+void api_hub_set_store(api_hub_t *hub, api_store_t *store, int drop_reason);
+
+/* Start streaming on req: filter is moved into the stream (f is reset to
+ * empty). resume 1: the client has everything up to (store epoch, seq) and
+ * gets only what came after; resume 0: full state. Answers 503 itself when
+ * the stream limit is reached. Returns 0 (answered either way). */
+int api_stream_open(api_hub_t *hub, h2o_req_t *req, sc_sse_filter_t *f, int resume, uint64_t seq,
+                    const char *cors_origin);
+
+/* The store has new entries: pump every idle stream. */
+void api_hub_notify(api_hub_t *hub);
+
+/* Close all streams spread over drain_ms (0: now). */
+void api_hub_drain(api_hub_t *hub, unsigned drain_ms);
+/* Forcefully cut the sockets of streams still open with a send stuck in
+ * flight (stalled readers), so that h2o calls their stop. */
+void api_hub_cut_stalled(api_hub_t *hub);
+
+#endif
