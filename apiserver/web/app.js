@@ -41,6 +41,7 @@
   let es = null;
   let gen = 0;            /* bumped on every stream open; cards remember the one they came on */
   let lastId = '';
+  let synced = false;     /* a sync arrived at least once since the page loaded */
   let state = '';
   let staleTimer = 0;
   let retryTimer = 0;
@@ -108,6 +109,7 @@
       }
     }
     retryDelay = RETRY_MIN_MS;
+    synced = true;
     setState('live');
   }
 
@@ -143,6 +145,8 @@
       card.gen = gen;
       return;
     }
+    /* New cards of the first full picture appear quietly; later ones flash. */
+    const quiet = card === undefined && !synced;
     if (card === undefined) card = addCard(msg.topic);
     card.epoch = epoch;
     card.seq = typeof msg.seq === 'number' ? msg.seq : 0;
@@ -151,7 +155,7 @@
     card.el.dataset.seq = String(card.seq);
     renderValue(card.valueEl, msg.data);
     renderAgo(card, Date.now());
-    flash(card.el);
+    if (!quiet) flash(card.el);
   }
 
   function onDelete(ev) {

@@ -11,7 +11,7 @@
  *
  *   node display.mjs --url http://127.0.0.1:8080/?topic=demo/* --topic demo/temp \
  *     --initial 21.5 --expect 22.75 [--absent other/x] [--screenshot out.png] \
- *     [--chromium /usr/bin/chromium] [--timeout-ms 90000] [--wait-ms 10000] \
+ *     [--chromium /usr/bin/chromium] [--timeout-ms 90000] [--wait-ms 10000] [--size 1920x1080] \
  *     -- redis-cli -p 6379 PUBLISH 'update:{demo/temp}' '{"value":22.75}'
  *
  * Exit 0 on success, 1 on failure (reason on stderr), 2 on bad usage. The
@@ -25,7 +25,7 @@ import { join } from 'node:path';
 function usage(msg) {
   process.stderr.write(`display.mjs: ${msg}\n` +
     'usage: node display.mjs --url URL --topic T --initial TEXT --expect TEXT [--absent T]... ' +
-    '[--screenshot FILE] [--chromium PATH] [--timeout-ms N] [--wait-ms N] -- PUBLISH-COMMAND...\n');
+    '[--screenshot FILE] [--chromium PATH] [--timeout-ms N] [--wait-ms N] [--size WxH] -- PUBLISH-COMMAND...\n');
   process.exit(2);
 }
 
@@ -34,6 +34,8 @@ function parseArgs(argv) {
     chromium: process.env.CHROMIUM || '/usr/bin/chromium',
     timeoutMs: 90000,
     waitMs: 10000,
+    width: 1920,
+    height: 1080,
     absent: [],
     publish: [],
   };
@@ -56,10 +58,12 @@ function parseArgs(argv) {
       case '--chromium': opt.chromium = v; break;
       case '--timeout-ms': opt.timeoutMs = Number(v); break;
       case '--wait-ms': opt.waitMs = Number(v); break;
+      case '--size': [opt.width, opt.height] = v.split('x').map(Number); break;
       default: usage(`unknown option ${a}`);
     }
   }
   for (const k of ['url', 'topic', 'initial', 'expect']) if (opt[k] === undefined) usage(`--${k} is required`);
+  if (!(opt.width > 0 && opt.height > 0)) usage('--size wants WIDTHxHEIGHT');
   if (opt.publish.length === 0) usage('missing publish command after --');
   return opt;
 }
@@ -179,7 +183,7 @@ async function main() {
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
     '--disable-dev-shm-usage', '--hide-scrollbars', '--mute-audio',
-    `--user-data-dir=${profile}`, '--window-size=1920,1080', '--remote-debugging-pipe', 'about:blank',
+    `--user-data-dir=${profile}`, `--window-size=${opt.width},${opt.height}`, '--remote-debugging-pipe', 'about:blank',
   ], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'], detached: true });
   let browserErr = '';
   browser.stderr.on('data', (d) => { browserErr = (browserErr + d.toString()).slice(-4000); });
@@ -212,7 +216,7 @@ async function main() {
   await page('Runtime.enable');
   await page('Log.enable');
   await page('Page.enable');
-  await page('Emulation.setDeviceMetricsOverride', { width: 1920, height: 1080, deviceScaleFactor: 1, mobile: false });
+  await page('Emulation.setDeviceMetricsOverride', { width: opt.width, height: opt.height, deviceScaleFactor: 1, mobile: false });
 
   const evaluate = async (expression) => {
     const r = await page('Runtime.evaluate', { expression, returnByValue: true });
