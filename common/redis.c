@@ -39,6 +39,7 @@
 #include "err.h"
 #include "log.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -481,6 +482,7 @@ static void fail_soon(sc_redis_t *r, const char *why) {
 
 static void maybe_up(sc_redis_t *r) {
   if (r->state != ST_HANDSHAKE || r->hs_pending > 0 || r->subs_pending > 0) return;
+  assert(r->ac != NULL);
   r->state = ST_UP;
   uv_timer_stop(&r->conn_timer);
   r->attempt = 0;
@@ -510,6 +512,7 @@ static int send_hs(sc_redis_t *r, int argc, const char **argv) {
 }
 
 static void start_connect(sc_redis_t *r) {
+  assert(r->state == ST_DISCONNECTED && r->ac == NULL);
   const char *why = NULL;
   redisAsyncContext *ac =
       r->addr.unix_path != NULL ? redisAsyncConnectUnix(r->addr.unix_path) : redisAsyncConnect(r->addr.host, r->addr.port);
@@ -555,6 +558,7 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     conn_lost(r, cac); /* hiredis frees the context after we return */
     return;
   }
+  assert(r->state == ST_CONNECTING);
   r->state = ST_HANDSHAKE;
   r->hs_pending = 0;
   r->subs_pending = 0;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "err.h"
@@ -376,4 +377,21 @@ Test(redis_glue, close_from_inside_a_reply_callback_is_safe) {
   run_until(never, 200);
   cr_assert_eq(c.ok + c.closeds, 4);
   cr_assert_eq(c.timeouts + c.conns + c.others + c.downs, 0);
+}
+
+Test(redis_glue, connects_over_a_unix_socket_and_selects_db) {
+  char dir[] = "/tmp/sc-glue-sock-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char sock[128], url[160];
+  snprintf(sock, sizeof sock, "%s/redis.sock", dir);
+  const char *args[] = {"--unixsocket", sock, "--unixsocketperm", "700", NULL};
+  cr_assert_eq(sc_test_redis_start(&c.srv, args), 0);
+  snprintf(url, sizeof url, "unix://%s?db=2", sock);
+  open_redis(url, NULL);
+  cr_assert(run_until(is_up, 10000));
+  set_get_roundtrip("over-unix");
+  sc_redis_close(c.r);
+  c.r = NULL;
+  sc_test_redis_stop(&c.srv, 0);
+  rmdir(dir);
 }
