@@ -8,6 +8,8 @@
  * the page, waits for the card of --topic to show --initial and the
  * connection to be live, then runs the publish command (everything after
  * `--`) and waits for the same page — not reloaded — to show --expect.
+ * The command may do more than publish (e.g. wait for a test to restart the
+ * apiserver first); it gets --publish-timeout-ms to finish.
  *
  *   node display.mjs --url http://127.0.0.1:8080/?topic=demo/* --topic demo/temp \
  *     --initial 21.5 --expect 22.75 [--absent other/x] [--screenshot out.png] \
@@ -25,7 +27,7 @@ import { join } from 'node:path';
 function usage(msg) {
   process.stderr.write(`display.mjs: ${msg}\n` +
     'usage: node display.mjs --url URL --topic T --initial TEXT --expect TEXT [--absent T]... ' +
-    '[--screenshot FILE] [--chromium PATH] [--timeout-ms N] [--wait-ms N] [--size WxH] -- PUBLISH-COMMAND...\n');
+    '[--screenshot FILE] [--chromium PATH] [--timeout-ms N] [--wait-ms N] [--publish-timeout-ms N] [--size WxH] -- PUBLISH-COMMAND...\n');
   process.exit(2);
 }
 
@@ -34,6 +36,7 @@ function parseArgs(argv) {
     chromium: process.env.CHROMIUM || '/usr/bin/chromium',
     timeoutMs: 90000,
     waitMs: 10000,
+    publishTimeoutMs: 10000,
     width: 1920,
     height: 1080,
     absent: [],
@@ -58,6 +61,7 @@ function parseArgs(argv) {
       case '--chromium': opt.chromium = v; break;
       case '--timeout-ms': opt.timeoutMs = Number(v); break;
       case '--wait-ms': opt.waitMs = Number(v); break;
+      case '--publish-timeout-ms': opt.publishTimeoutMs = Number(v); break;
       case '--size': [opt.width, opt.height] = v.split('x').map(Number); break;
       default: usage(`unknown option ${a}`);
     }
@@ -68,7 +72,8 @@ function parseArgs(argv) {
   return opt;
 }
 
-const log = (msg) => process.stdout.write(`display.mjs: ${msg}\n`);
+const t0 = Date.now();
+const log = (msg) => process.stdout.write(`display.mjs: [${((Date.now() - t0) / 1000).toFixed(1)} s] ${msg}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /* A DevTools protocol connection over chromium's pipe pair. */
@@ -167,7 +172,7 @@ const overall = setTimeout(() => fail(`overall timeout of ${opt.timeoutMs} ms`),
 
 function runPublish(argv) {
   return new Promise((resolve, reject) => {
-    execFile(argv[0], argv.slice(1), { timeout: 10000 }, (err, stdout, stderr) => {
+    execFile(argv[0], argv.slice(1), { timeout: opt.publishTimeoutMs }, (err, stdout, stderr) => {
       if (err) reject(new Error(`publish command failed: ${err.message} ${stderr}`));
       else resolve(stdout.trim());
     });
