@@ -165,7 +165,9 @@ static int redis_pings(void *arg) {
   redisContext *c = sc_test_redis_connect(arg);
   if (c == NULL) return 0;
   redisReply *rep = redisCommand(c, "PING");
-  int ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
+  /* A server started with --requirepass answers NOAUTH: it is up all the same. */
+  int ok = rep != NULL && (rep->type == REDIS_REPLY_STATUS ||
+                           (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOAUTH", 6) == 0));
   if (rep != NULL) freeReplyObject(rep);
   redisFree(c);
   return ok;
