@@ -85,6 +85,7 @@ static void on_aux_reply(sc_redis_t *r, int status, redisReply *reply, void *pri
 static void on_drain_timeout(uv_timer_t *t);
 static void on_drain_timer_closed(uv_handle_t *h);
 static void flush(kvu_t *k);
+static void requeue_inflight(kvu_t *k, int use_eval);
 static void maybe_free(kvu_t *k);
 
 static int64_t now_ms(void) {
@@ -244,8 +245,12 @@ static void on_cmd_state(sc_redis_t *r, int up, const char *why, void *data) {
   kvu_t *k = data;
   k->cmd_up = up;
   if (!up) {
-    SC_WARN("command connection down (%s): %zu commit(s) wait for it", why != NULL ? why : "?",
-            k->pending.n + k->inflight.n);
+    /* Whatever is in flight may or may not have run: send it all again,
+     * in order, once the connection is back (replies still on their way
+     * for the old connection find their tickets detached). */
+    requeue_inflight(k, 0);
+    if (k->state == KVU_RUNNING || k->pending.n > 0)
+      SC_WARN("command connection down (%s): %zu commit(s) wait for it", why != NULL ? why : "?", k->pending.n);
     return;
   }
   SC_INFO("command connection up; %zu commit(s) pending", k->pending.n + k->inflight.n);
