@@ -33,11 +33,12 @@ static int md_put(EVP_MD_CTX *md, const char *p, size_t n) { return EVP_DigestUp
 
 static int md_num(EVP_MD_CTX *md, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int md_num(EVP_MD_CTX *md, const char *fmt, ...) {
-  char buf[64];
+  char buf[256]; /* the longest piece (the header) is under 140 bytes */
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof buf) return -1;
   return md_put(md, buf, (size_t)n);
 }
 
