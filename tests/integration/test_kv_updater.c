@@ -554,11 +554,16 @@ Test(kv_updater, flag_beats_environment_for_max_message_bytes) {
 }
 
 Test(kv_updater, reads_the_redis_password_from_a_file) {
+  /* Swap the fixture's Redis for one started with --requirepass. */
+  sc_test_redis_stop(&g_redis, 0);
+  g_redis_started = 0;
+  const char *const extra[] = {"--requirepass", "s3cret-pw", NULL};
+  cr_assert_eq(sc_test_redis_start(&g_redis, extra), 0);
+  g_redis_started = 1;
+  snprintf(g_log, sizeof g_log, "%s/kvu.log", g_redis.dir);
   redisContext *c = conn();
-  redisReply *r = redisCommand(c, "CONFIG SET requirepass %s", "s3cret-pw");
+  redisReply *r = redisCommand(c, "AUTH %s", "s3cret-pw");
   cr_assert(r != NULL && r->type == REDIS_REPLY_STATUS);
-  freeReplyObject(r);
-  r = redisCommand(c, "AUTH %s", "s3cret-pw");
   freeReplyObject(r);
 
   char path[400];
@@ -574,7 +579,32 @@ Test(kv_updater, reads_the_redis_password_from_a_file) {
   publish_s(c, "auth", "{\"ok\":1}");
   wait_data(c, "auth", "{\"ok\":1}");
   redisFree(c);
-  /* sc_test_redis_stop sends SIGTERM, which needs no password. */
+}
+
+static int pred_log_has(void *arg) {
+  FILE *f = fopen(g_log, "r");
+  if (f == NULL) return 0;
+  char line[2048];
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f) != NULL) found = strstr(line, arg) != NULL;
+  fclose(f);
+  return found;
+}
+
+Test(kv_updater, is_not_ready_with_a_wrong_redis_password) {
+  sc_test_redis_stop(&g_redis, 0);
+  g_redis_started = 0;
+  const char *const extra[] = {"--requirepass", "right", NULL};
+  cr_assert_eq(sc_test_redis_start(&g_redis, extra), 0);
+  g_redis_started = 1;
+  snprintf(g_log, sizeof g_log, "%s/kvu.log", g_redis.dir);
+  char url[64];
+  sc_test_redis_url(&g_redis, url, sizeof url);
+  const char *const flags[] = {"--redis-password", "wrong", NULL};
+  start_kvu_url(url, flags, NULL, 0);
+  cr_assert(sc_test_wait(pred_log_has, "WRONGPASS", WAIT_MS), "the refused AUTH should be logged");
+  char body[256];
+  cr_assert_eq(sc_test_http(g_hport, "GET", "/readyz", body, sizeof body), 503);
 }
 
 typedef struct body_has {
