@@ -111,6 +111,7 @@
     retryDelay = RETRY_MIN_MS;
     synced = true;
     setState('live');
+    scheduleLayout();
   }
 
   function parse(ev) {
@@ -153,6 +154,7 @@
     card.ts = typeof msg.ts === 'number' ? msg.ts : Date.now();
     card.gen = gen;
     card.el.dataset.seq = String(card.seq);
+    card.agoEl.dateTime = new Date(card.ts).toISOString();
     renderValue(card.valueEl, msg.data);
     renderAgo(card, Date.now());
     if (!quiet) flash(card.el);
@@ -199,7 +201,7 @@
     }
     grid.insertBefore(article, before);
     cards.set(topic, card);
-    layout();
+    scheduleLayout();
     return card;
   }
 
@@ -208,7 +210,7 @@
     if (card === undefined) return;
     card.el.remove();
     cards.delete(topic);
-    layout();
+    scheduleLayout();
   }
 
   function flash(node) {
@@ -313,7 +315,6 @@
   function renderAgo(card, now) {
     const text = ago(Math.max(0, now - card.ts));
     if (card.agoEl.textContent !== text) card.agoEl.textContent = text;
-    card.agoEl.dateTime = new Date(card.ts).toISOString();
   }
 
   function tick() {
@@ -326,11 +327,26 @@
 
   /* ---- layout -------------------------------------------------------- */
 
+  /* Many cards arrive at once on connect: lay out once per frame. */
+  let layoutPending = false;
+  function scheduleLayout() {
+    if (layoutPending) return;
+    layoutPending = true;
+    requestAnimationFrame(() => {
+      layoutPending = false;
+      layout();
+    });
+  }
+
   /* Choose columns so every card gets the biggest box of roughly 16:10 that
    * fits the screen; past a minimum card height the grid scrolls instead. */
   function layout() {
     const n = cards.size;
     empty.hidden = n > 0;
+    if (n === 0) {
+      empty.textContent = !synced ? 'Waiting for topics…'
+        : topics.length > 0 ? 'No topic matches ' + topics.join(', ') : 'No topics yet';
+    }
     countEl.textContent = n === 1 ? '1 topic' : n + ' topics';
     if (n === 0) return;
     const w = grid.clientWidth;
@@ -364,6 +380,6 @@
   layout();
   tick();
   setInterval(tick, 1000);
-  window.addEventListener('resize', layout);
+  window.addEventListener('resize', scheduleLayout);
   connect();
 })();
