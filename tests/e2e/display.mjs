@@ -261,7 +261,7 @@ async function main() {
   if (nav.errorText) throw new Error(`navigation failed: ${nav.errorText}`);
 
   const before = await waitFor(`card ${opt.topic} showing ${JSON.stringify(opt.initial)} with the connection live`,
-    check(`s.text !== null && s.text.includes(${JSON.stringify(opt.initial)}) && s.conn === 'live'`), 20000);
+    check(`s.text !== null && s.text.includes(${JSON.stringify(opt.initial)}) && s.conn === 'live'`), 30000);
   log(`initial card ok: ${JSON.stringify(before)}`);
   const sorted = [...before.topics].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
   if (JSON.stringify(sorted) !== JSON.stringify(before.topics)) throw new Error(`cards not sorted: ${before.topics}`);
