@@ -422,15 +422,40 @@ static void flush(kvu_t *k) {
   }
 }
 
+/* Is there an item for it's topic after it in its list? */
+static int superseded(const item_t *it) {
+  for (const item_t *later = it->next; later != NULL; later = later->next)
+    if (later->kind == ITEM_COMMIT && later->topic_len == it->topic_len &&
+        memcmp(later->topic, it->topic, it->topic_len) == 0)
+      return 1;
+  return 0;
+}
+
 /* The connection failed or the stream is untrustworthy: every in-flight
- * item goes back to the front of pending, in order, to be sent again. */
+ * item goes back to the front of pending, in order, to be sent again.
+ * Some of them may have been committed already. Re-sending the newest state
+ * of a topic is harmless (the script finds it identical), but re-sending an
+ * older one would briefly show displays a state that was already replaced.
+ * Messages are full state, so a re-queued commit with a newer message for
+ * the same topic behind it is dropped: only the newest one is sent again. */
 static void requeue_inflight(kvu_t *k, int use_eval) {
+  size_t n = k->inflight.n;
   for (item_t *it = k->inflight.head; it != NULL; it = it->next) {
     if (it->ticket != NULL) it->ticket->item = NULL;
     it->ticket = NULL;
     if (use_eval) it->use_eval = 1;
   }
   list_splice_front(&k->pending, &k->inflight);
+  item_t *it = k->pending.head;
+  for (size_t i = 0; i < n && it != NULL; i++) {
+    item_t *next = it->next;
+    if (it->kind == ITEM_COMMIT && superseded(it)) {
+      list_remove(&k->pending, it);
+      item_free(it);
+      k->st.superseded++;
+    }
+    it = next;
+  }
 }
 
 static void check_drained(kvu_t *k);
@@ -638,6 +663,9 @@ size_t kvu_metrics_format(const kvu_stats_t *st, char *buf, size_t cap) {
   metric(&o, "statecast_kvu_messages_dropped_total", "counter",
          "Messages dropped without a commit (pending queue full, Redis refused the script).");
   out(&o, "statecast_kvu_messages_dropped_total %" PRIu64 "\n", st->dropped);
+  metric(&o, "statecast_kvu_messages_superseded_total", "counter",
+         "Commits not re-sent after a reconnect because a newer message for the topic was queued.");
+  out(&o, "statecast_kvu_messages_superseded_total %" PRIu64 "\n", st->superseded);
   metric(&o, "statecast_kvu_redis_reconnects_total", "counter", "Redis reconnects of both connections.");
   out(&o, "statecast_kvu_redis_reconnects_total %" PRIu64 "\n", st->reconnects);
   metric(&o, "statecast_kvu_pending_commits", "gauge", "Commits waiting for or awaiting an answer from Redis.");

@@ -35,6 +35,7 @@ typedef struct kvu_opts {
 /* Counters and gauges for /metrics (a snapshot). */
 typedef struct kvu_stats {
   uint64_t committed, unchanged, dropped, failed;
+  uint64_t superseded; /* re-sent commits skipped because a newer one for the topic was queued */
   uint64_t rejected_topic, rejected_json, rejected_utf8, rejected_toobig;
   uint64_t reconnects;
   uint64_t pending; /* queued + in flight */

@@ -8,9 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh --test
-if [[ -x scripts/install-browser-deps.sh ]]; then
-  scripts/install-browser-deps.sh
-fi
+scripts/install-browser-deps.sh
+scripts/install-k8s-tools.sh
 
 builds=${STATECAST_TEST_BUILDS:-"build build-asan"}
 jobs=$(nproc)

@@ -403,15 +403,21 @@ Test(kv_updater, commits_survive_losing_the_command_connection) {
     kill_cmd_connection(killer);
   }
   wait_data(c, "survive", "{\"i\":1999}");
-  /* Re-sent messages may repeat older states, but seq never goes back and
-   * the last notification carries the last message. */
+  /* Commits in flight when the connection died are sent again, but only the
+   * newest message of the topic: seq never goes back, displays never see an
+   * older state again, and the last notification carries the last message. */
   unsigned long long last_seq = 0;
+  int last_i = -1;
   for (;;) {
     char *p = next_notify(sub);
     notif_t n;
     parse_notify(p, &n);
     cr_assert_gt(n.seq, last_seq, "seq went back: %s", p);
     last_seq = n.seq;
+    int i = -1;
+    cr_assert_eq(sscanf(n.data, "{\"i\":%d}", &i), 1, "unexpected data: %s", p);
+    cr_assert_gt(i, last_i, "an older state was committed again: %s after i=%d", p, last_i);
+    last_i = i;
     int done = strcmp(n.data, "{\"i\":1999}") == 0;
     free(p);
     if (done) break;
