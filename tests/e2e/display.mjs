@@ -7,14 +7,16 @@
  * NUL-terminated JSON), so it needs nothing but node and chromium. It loads
  * the page, waits for the card of --topic to show --initial and the
  * connection to be live, then runs the publish command (everything after
- * `--`) and waits for the same page — not reloaded — to show --expect.
+ * `--`) and waits for the same page — not reloaded — to show --expect with
+ * the connection live again (with --expect-reconnect yes: after showing
+ * "reconnecting" in between).
  * The command may do more than publish (e.g. wait for a test to restart the
  * apiserver first); it gets --publish-timeout-ms to finish.
  *
  *   node display.mjs --url http://127.0.0.1:8080/?topic=demo/* --topic demo/temp \
  *     --initial 21.5 --expect 22.75 [--absent other/x] [--screenshot out.png] \
  *     [--chromium /usr/bin/chromium] [--timeout-ms 90000] [--wait-ms 10000] [--size 1920x1080] \
- *     -- redis-cli -p 6379 PUBLISH 'update:{demo/temp}' '{"value":22.75}'
+ *     [--expect-reconnect yes] -- redis-cli -p 6379 PUBLISH 'update:{demo/temp}' '{"value":22.75}'
  *
  * Exit 0 on success, 1 on failure (reason on stderr), 2 on bad usage. The
  * browser is always closed, also on timeout, signals and exceptions.
@@ -26,7 +28,7 @@ import { join } from 'node:path';
 
 function usage(msg) {
   process.stderr.write(`display.mjs: ${msg}\n` +
-    'usage: node display.mjs --url URL --topic T --initial TEXT --expect TEXT [--absent T]... ' +
+    'usage: node display.mjs --url URL --topic T --initial TEXT --expect TEXT [--absent T]... [--expect-reconnect yes] ' +
     '[--screenshot FILE] [--chromium PATH] [--timeout-ms N] [--wait-ms N] [--publish-timeout-ms N] [--size WxH] -- PUBLISH-COMMAND...\n');
   process.exit(2);
 }
@@ -57,6 +59,7 @@ function parseArgs(argv) {
       case '--initial': opt.initial = v; break;
       case '--expect': opt.expect = v; break;
       case '--absent': opt.absent.push(v); break;
+      case '--expect-reconnect': opt.expectReconnect = v === 'yes'; break;
       case '--screenshot': opt.screenshot = v; break;
       case '--chromium': opt.chromium = v; break;
       case '--timeout-ms': opt.timeoutMs = Number(v); break;
@@ -252,6 +255,7 @@ async function main() {
       seq: card ? card.dataset.seq : null,
       ago: card ? card.querySelector('time')?.textContent : null,
       marker: window.__statecastE2E === true,
+      connHistory: window.__statecastConn || [],
     };
   })()`;
   const check = (cond) => `(() => { const s = ${snapshot}; s.ok = ${cond}; return s; })()`;
@@ -269,16 +273,27 @@ async function main() {
     if (before.topics.includes(t)) throw new Error(`card ${t} is shown although the URL filter excludes it`);
   }
 
-  /* Mark this page instance: the new value must arrive without a reload. */
-  await evaluate('window.__statecastE2E = true');
+  /* Mark this page instance (the new value must arrive without a reload) and
+   * record every connection state the indicator shows from now on. */
+  await evaluate(`(() => {
+    window.__statecastE2E = true;
+    const conn = document.querySelector('[data-conn]');
+    window.__statecastConn = [conn.dataset.conn];
+    new MutationObserver(() => window.__statecastConn.push(conn.dataset.conn))
+      .observe(conn, { attributes: true, attributeFilter: ['data-conn'] });
+  })()`);
   const out = await runPublish(opt.publish);
   log(`published (${opt.publish.join(' ')}): ${out}`);
 
   const after = await waitFor(`card ${opt.topic} to show ${JSON.stringify(opt.expect)} live`,
-    check(`s.marker && s.text !== null && s.text.includes(${JSON.stringify(opt.expect)})`), opt.waitMs);
+    check(`s.marker && s.text !== null && s.text.includes(${JSON.stringify(opt.expect)}) && s.conn === 'live'`),
+    opt.waitMs);
   log(`live update ok: ${JSON.stringify(after)}`);
   if (Number(after.seq) <= Number(before.seq)) throw new Error(`seq did not advance: ${before.seq} -> ${after.seq}`);
   if (!after.ago || !/ago|now/.test(after.ago)) throw new Error(`no "ago" text on the card: ${after.ago}`);
+  if (opt.expectReconnect && !after.connHistory.includes('reconnecting')) {
+    throw new Error(`the indicator never showed "reconnecting": ${after.connHistory}`);
+  }
 
   if (opt.screenshot) {
     const shot = await page('Page.captureScreenshot', { format: 'png' });

@@ -216,7 +216,7 @@ Test(web_display, catches_up_after_an_apiserver_restart_without_reload) {
   char *argv[] = {b.node,     b.script,    "--url",      url,          "--topic",
                   "demo/temp", "--initial", "21.5",       "--expect",   "23.25",
                   "--chromium", b.chromium, "--timeout-ms", "100000",   "--wait-ms",
-                  "30000",    "--publish-timeout-ms", "60000", "--",     "/bin/sh",
+                  "30000",    "--publish-timeout-ms", "60000", "--expect-reconnect", "yes", "--",     "/bin/sh",
                   "-c",       "while [ ! -e \"$0\" ]; do sleep 0.1; done; echo go", go, NULL};
   pid_t pid = sc_test_spawn(b.node, argv, NULL, log);
   cr_assert_gt(pid, 0);
