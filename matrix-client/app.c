@@ -57,7 +57,7 @@ int mx_events_path(const char *base_path, const char *const *topics, size_t n, c
     memcpy(out + k, pre, strlen(pre));
     k += strlen(pre);
     for (const unsigned char *p = (const unsigned char *)topics[i]; *p; p++) {
-      if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-._~*", *p))
+      if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-._~*/:@", *p))
         out[k++] = (char)*p;
       else
         k += (size_t)sprintf(out + k, "%%%02X", *p);
