@@ -129,7 +129,7 @@ static void on_loaded(api_loader_t *l, int status, api_store_t *store, uint64_t 
     uv_timer_start(&s->load_timer, on_load_timer, 1000, 0);
     return;
   }
-  qsort(s->pending, s->npending, sizeof *s->pending, cmp_pending);
+  if (s->npending > 1) qsort(s->pending, s->npending, sizeof *s->pending, cmp_pending);
   for (size_t i = 0; i < s->npending; i++) {
     const sc_notify_t *n = &s->pending[i].n;
     if (n->seq <= snap_seq) continue;
