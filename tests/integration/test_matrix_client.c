@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,4 +276,218 @@ Test(matrix_client, binary_rejects_bad_usage) {
   cr_assert_eq(sc_test_run(bin, a3, NULL, NULL, out, sizeof out, err, sizeof err), 0);
   cr_assert(strstr(out, "--topic PATTERN"));
   free(bin);
+}
+
+/* ---- the SSE client against a scripted loopback server ---------------------
+ * A libuv server in the test's own loop answers connection i with script[i]
+ * (then stays silent, keeping the socket open) and records each request, so
+ * timeouts, caps, non-200 answers and Last-Event-ID can be checked exactly. */
+
+#define MAX_CONNS 8
+
+typedef struct script_srv {
+  uv_tcp_t listener;
+  int port;
+  const char *script[MAX_CONNS]; /* borrowed; NULL: close at once */
+  char req[MAX_CONNS][1024];
+  size_t req_len[MAX_CONNS];
+  int nconns, nreqs;
+  uv_tcp_t *conns[MAX_CONNS]; /* owned; freed in on_srv_conn_closed */
+} script_srv_t;
+
+typedef struct srv_conn {
+  uv_tcp_t tcp;
+  script_srv_t *srv;
+  int idx;
+  char buf[1024];
+} srv_conn_t;
+
+static void on_srv_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) {
+  (void)s;
+  srv_conn_t *c = h->data;
+  *b = uv_buf_init(c->buf, sizeof c->buf);
+}
+
+static void on_srv_written(uv_write_t *w, int status) {
+  (void)status;
+  free(w);
+}
+
+static void on_srv_conn_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_srv_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  srv_conn_t *c = s->data;
+  script_srv_t *srv = c->srv;
+  if (n <= 0) return;
+  size_t *len = &srv->req_len[c->idx];
+  size_t take = (size_t)n < sizeof srv->req[0] - 1 - *len ? (size_t)n : sizeof srv->req[0] - 1 - *len;
+  memcpy(srv->req[c->idx] + *len, b->base, take);
+  *len += take;
+  srv->req[c->idx][*len] = '\0';
+  if (!strstr(srv->req[c->idx], "\r\n\r\n") || srv->nreqs > c->idx) return;
+  srv->nreqs = c->idx + 1;
+  const char *resp = srv->script[c->idx];
+  if (!resp) {
+    uv_close((uv_handle_t *)&c->tcp, on_srv_conn_closed);
+    srv->conns[c->idx] = NULL;
+    return;
+  }
+  uv_write_t *w = malloc(sizeof *w);
+  uv_buf_t out = uv_buf_init((char *)resp, (unsigned)strlen(resp));
+  uv_write(w, s, &out, 1, on_srv_written);
+}
+
+static void on_srv_connection(uv_stream_t *l, int status) {
+  script_srv_t *srv = l->data;
+  cr_assert_eq(status, 0);
+  srv_conn_t *c = calloc(1, sizeof *c);
+  uv_tcp_init(l->loop, &c->tcp);
+  c->tcp.data = c;
+  c->srv = srv;
+  cr_assert_eq(uv_accept(l, (uv_stream_t *)&c->tcp), 0);
+  cr_assert_lt(srv->nconns, MAX_CONNS);
+  c->idx = srv->nconns++;
+  srv->conns[c->idx] = &c->tcp;
+  uv_read_start((uv_stream_t *)&c->tcp, on_srv_alloc, on_srv_read);
+}
+
+static void srv_start(uv_loop_t *loop, script_srv_t *srv) {
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  uv_tcp_init(loop, &srv->listener);
+  srv->listener.data = srv;
+  cr_assert_eq(uv_tcp_bind(&srv->listener, (const struct sockaddr *)&addr, 0), 0);
+  cr_assert_eq(uv_listen((uv_stream_t *)&srv->listener, 16, on_srv_connection), 0);
+  struct sockaddr_in got;
+  int len = sizeof got;
+  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&got, &len);
+  srv->port = ntohs(got.sin_port);
+}
+
+static void srv_stop(script_srv_t *srv) {
+  for (int i = 0; i < srv->nconns; i++)
+    if (srv->conns[i] && !uv_is_closing((uv_handle_t *)srv->conns[i]))
+      uv_close((uv_handle_t *)srv->conns[i], on_srv_conn_closed);
+  uv_close((uv_handle_t *)&srv->listener, NULL);
+}
+
+typedef struct rec {
+  int events;
+  char first_data[256];
+  char last_data[256];
+  char states[64]; /* one letter per state change: C L S */
+  int closed;
+} crec_t;
+
+static int on_client_event(void *arg, const mx_sse_event_t *ev) {
+  crec_t *r = arg;
+  if (r->events++ == 0) snprintf(r->first_data, sizeof r->first_data, "%s", ev->data);
+  snprintf(r->last_data, sizeof r->last_data, "%s", ev->data);
+  return 0;
+}
+
+static void on_client_state(void *arg, mx_sse_state_t st, const char *why) {
+  (void)why;
+  crec_t *r = arg;
+  size_t n = strlen(r->states);
+  if (n + 1 < sizeof r->states) r->states[n] = "CLSX"[st];
+}
+
+static void on_client_closed(void *arg) { ((crec_t *)arg)->closed = 1; }
+
+/* Run the loop until srv has seen `reqs` complete requests. */
+static int run_until_reqs(uv_loop_t *loop, script_srv_t *srv, int reqs, int timeout_ms) {
+  uv_timer_t tick;
+  uv_timer_init(loop, &tick);
+  uv_timer_start(&tick, on_tick, 10, 10);
+  uint64_t end = uv_now(loop) + (uint64_t)timeout_ms;
+  while (srv->nreqs < reqs && uv_now(loop) < end) uv_run(loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&tick, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return srv->nreqs >= reqs;
+}
+
+static mx_sse_client_t *client_for(uv_loop_t *loop, script_srv_t *srv, crec_t *r, size_t max_event) {
+  mx_sse_client_opts_t o = {.host = "127.0.0.1",
+                            .port = srv->port,
+                            .path = "/events?topic=a",
+                            .read_timeout_ms = 300,
+                            .retry_base_ms = 50,
+                            .retry_max_ms = 200,
+                            .max_line = max_event,
+                            .max_event = max_event,
+                            .on_event = on_client_event,
+                            .on_state = on_client_state,
+                            .arg = r};
+  mx_sse_client_t *c = NULL;
+  cr_assert_eq(mx_sse_client_new(&c, loop, &o), 0);
+  return c;
+}
+
+static void finish_client(uv_loop_t *loop, script_srv_t *srv, mx_sse_client_t *c, crec_t *r) {
+  mx_sse_client_close(c, on_client_closed);
+  srv_stop(srv);
+  uv_run(loop, UV_RUN_DEFAULT);
+  cr_assert(r->closed);
+  cr_assert_eq(uv_loop_close(loop), 0, "handles left open");
+}
+
+#define SSE_HEAD "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+/* SSE_HEAD plus body as one chunk (no final chunk: the stream stays open). */
+static const char *sse_response(char *dst, size_t cap, const char *body) {
+  snprintf(dst, cap, SSE_HEAD "%zx\r\n%s\r\n", strlen(body), body);
+  return dst;
+}
+
+TestSuite(matrix_sse_client, .timeout = 60);
+
+Test(matrix_sse_client, drops_silent_stream_and_resumes_with_last_event_id) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  script_srv_t srv = {0};
+  char r0[256], r1[256];
+  srv.script[0] = sse_response(r0, sizeof r0, "retry: 60\n\nid: e-7\ndata: one\n\n"); /* then silence */
+  srv.script[1] = sse_response(r1, sizeof r1, "data: two\r\n\r\n");
+  srv_start(&loop, &srv);
+  crec_t r = {0};
+  mx_sse_client_t *c = client_for(&loop, &srv, &r, 0);
+  cr_assert(run_until_reqs(&loop, &srv, 2, 10000), "no reconnect after the read timeout");
+  cr_assert(strstr(srv.req[0], "GET /events?topic=a HTTP/1.1\r\n"), "%s", srv.req[0]);
+  cr_assert(strstr(srv.req[0], "Accept: text/event-stream\r\n"));
+  cr_assert_null(strstr(srv.req[0], "Last-Event-ID"), "no id yet on the first request");
+  cr_assert(strstr(srv.req[1], "Last-Event-ID: e-7\r\n"), "%s", srv.req[1]);
+  cr_assert_geq(r.events, 1);
+  cr_assert_str_eq(r.first_data, "one");
+  cr_assert_eq(strncmp(r.states, "CLSC", 4), 0, "connecting -> live -> stale -> connecting, got %s", r.states);
+  cr_assert_str_eq(mx_sse_client_last_id(c), "e-7");
+  finish_client(&loop, &srv, c, &r);
+}
+
+Test(matrix_sse_client, reconnects_after_oversize_event_and_non_200) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  script_srv_t srv = {0};
+  char big[512], body[200], ok[256];
+  snprintf(body, sizeof body, "data: %0100d\n\n", 0);
+  srv.script[0] = sse_response(big, sizeof big, body);
+  srv.script[1] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+  srv.script[2] = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html>";
+  srv.script[3] = NULL; /* accepted, then closed at once */
+  srv.script[4] = sse_response(ok, sizeof ok, "data: ok\n\n");
+  srv_start(&loop, &srv);
+  crec_t r = {0};
+  mx_sse_client_t *c = client_for(&loop, &srv, &r, 64);
+  cr_assert(run_until_reqs(&loop, &srv, 5, 15000), "gave up after %d requests", srv.nreqs);
+  /* Let the fifth answer arrive. */
+  uv_timer_t tick;
+  uv_timer_init(&loop, &tick);
+  uv_timer_start(&tick, on_tick, 10, 10);
+  uint64_t end = uv_now(&loop) + 10000;
+  while (r.events == 0 && uv_now(&loop) < end) uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&tick, NULL);
+  cr_assert_eq(r.events, 1, "the oversize event must not be delivered");
+  cr_assert_str_eq(r.last_data, "ok");
+  cr_assert_eq(mx_sse_client_state(c), MX_SSE_LIVE);
+  finish_client(&loop, &srv, c, &r);
 }
