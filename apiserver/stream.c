@@ -33,6 +33,8 @@ struct api_stream {
   api_store_hint_t hint;
   unsigned nrefs;
   uint8_t inflight, synced, full, closing, retry_pending, sent_since_tick;
+  uint8_t stalled_ticks; /* heartbeat ticks with the same send still in flight */
+  uint8_t cut;
   int close_reason;
   api_frame_t *refs[API_STREAM_IOV]; /* references pinned by the in-flight send */
   h2o_iovec_t iov[API_STREAM_IOV + 3];
@@ -164,6 +166,7 @@ static void on_proceed(h2o_generator_t *gen, h2o_req_t *req) {
   api_stream_t *s = (api_stream_t *)gen;
   release_refs(s);
   s->inflight = 0;
+  s->stalled_ticks = 0;
   if (s->closing) {
     end_now(s, s->close_reason);
     return;
@@ -278,9 +281,32 @@ void api_hub_notify(api_hub_t *hub) {
     if (!s->inflight && !s->closing) pump(s);
 }
 
+/* Cut the connection under a stream whose reader stopped reading: h2o's
+ * libuv build has no write timeout, so the send would stay in flight
+ * forever. The failing write makes h2o call stop. (For HTTP/2 this ends
+ * every stream of the connection.) */
+static void cut(api_stream_t *s) {
+  if (s->cut) return;
+  h2o_conn_t *conn = s->req->conn;
+  h2o_socket_t *sock = conn->callbacks->get_socket != NULL ? conn->callbacks->get_socket(conn) : NULL;
+  if (sock == NULL) return;
+  s->cut = 1;
+  shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+}
+
 static void on_heartbeat(uv_timer_t *t) {
   api_hub_t *hub = t->data;
   for (api_stream_t *s = hub->head; s != NULL; s = s->next) {
+    if (s->inflight) {
+      if (++s->stalled_ticks >= API_STREAM_STALL_TICKS && !s->closing) {
+        SC_INFO("evicting a stream whose client stopped reading");
+        s->closing = 1;
+        s->close_reason = API_DROP_SLOW;
+        cut(s);
+      }
+      continue;
+    }
+    s->stalled_ticks = 0;
     if (!s->inflight && !s->closing && !s->sent_since_tick) {
       h2o_iovec_t b = h2o_iovec_init(heartbeat, sizeof heartbeat - 1);
       s->inflight = 1;
@@ -324,9 +350,6 @@ void api_hub_drain(api_hub_t *hub, unsigned drain_ms) {
 }
 
 void api_hub_cut_stalled(api_hub_t *hub) {
-  for (api_stream_t *s = hub->head; s != NULL; s = s->next) {
-    if (!s->inflight) continue;
-    h2o_socket_t *sock = s->req->conn->callbacks->get_socket ? s->req->conn->callbacks->get_socket(s->req->conn) : NULL;
-    if (sock != NULL) shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
-  }
+  for (api_stream_t *s = hub->head; s != NULL; s = s->next)
+    if (s->inflight) cut(s);
 }

@@ -25,6 +25,8 @@
 #include "store.h"
 
 #define API_STREAM_IOV 64
+/* A stream whose one send stays in flight this many heartbeat ticks is evicted. */
+#define API_STREAM_STALL_TICKS 4
 #define API_HIST_BUCKETS 14
 
 typedef struct api_stream api_stream_t;
