@@ -49,6 +49,10 @@ static void on_server_closed(api_server_t *s, void *data) {
   app_t *app = data;
   uv_close((uv_handle_t *)&app->sigterm, NULL);
   uv_close((uv_handle_t *)&app->sigint, NULL);
+  /* Closing the watchers restores the default action; a repeated SIGTERM
+   * during the last moments of shutdown must not turn exit 0 into a kill. */
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {

@@ -455,7 +455,8 @@ Test(apiserver, sigterm_closes_streams_and_exits_zero) {
   sc_sse_event_t ev;
   cr_assert_eq(sc_sse_next_event(a, &ev, WAIT_MS), -1, "stream a ended");
   cr_assert_eq(sc_sse_next_event(b, &ev, WAIT_MS), -1, "stream b ended");
-  int st = stop_api();
+  int st = sc_test_stop(g_api, 0, 15000); /* no second signal: it exits by itself */
+  g_api = -1;
   cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
   sc_sse_close(a);
   sc_sse_close(b);
