@@ -130,10 +130,12 @@ static void on_loaded(api_loader_t *l, int status, api_store_t *store, uint64_t 
     return;
   }
   if (s->npending > 1) qsort(s->pending, s->npending, sizeof *s->pending, cmp_pending);
+  size_t applied = 0;
   for (size_t i = 0; i < s->npending; i++) {
     const sc_notify_t *n = &s->pending[i].n;
     if (n->seq <= snap_seq) continue;
     int rc = apply_notify(store, n);
+    if (rc == 1) applied++;
     if (rc == -1) {
       SC_INFO("epoch changed during load; loading again");
       api_store_free(store);
@@ -142,6 +144,7 @@ static void on_loaded(api_loader_t *l, int status, api_store_t *store, uint64_t 
     }
     if (rc < 0) SC_WARN("applying a buffered notification: %s", sc_strerror(rc));
   }
+  SC_INFO("applied %zu of %zu notifications received during the load", applied, s->npending);
   clear_pending(s);
   s->loading = 0;
   s->loads++;
