@@ -310,6 +310,10 @@ static int on_events(sc_httpd_handler_t *self, h2o_req_t *req) {
   api_server_t *s = self->data;
   if (!path_is(req, "/events")) return -1;
   if (!method_ok(req)) return 0;
+  if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+    sc_httpd_respond(req, 200, "OK", "text/event-stream", "", 0);
+    return 0;
+  }
   sc_sse_filter_t f = {0};
   h2o_iovec_t id = {NULL, 0};
   const char *reason = "bad query";

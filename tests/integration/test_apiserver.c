@@ -461,3 +461,39 @@ Test(apiserver, sigterm_closes_streams_and_exits_zero) {
   sc_sse_close(a);
   sc_sse_close(b);
 }
+
+static int metric_value(const char *needle) {
+  static char body[65536];
+  if (sc_test_http(g_aport, "GET", "/metrics", body, sizeof body) != 200) return -1;
+  const char *p = strstr(body, needle);
+  return p ? atoi(p + strlen(needle)) : -1;
+}
+
+static int slow_dropped(void *arg) {
+  (void)arg;
+  return metric_value("statecast_api_streams_dropped_total{reason=\"slow\"} ") >= 1;
+}
+
+Test(apiserver, evicts_a_stream_whose_client_stopped_reading) {
+  const char *extra[] = {"--heartbeat-seconds", "1", NULL};
+  start_api(extra, 1);
+  sc_sse_client_t *c = open_stream("/events", NULL);
+  expect_sync(c, 1);
+  /* Never read again; commit far more than the socket buffers hold. */
+  size_t big = 250000;
+  char *json = malloc(big + 3);
+  json[0] = '"';
+  memset(json + 1, 'x', big);
+  json[big + 1] = '"';
+  json[big + 2] = '\0';
+  redisContext *rc = sc_test_redis_connect(&g_redis);
+  for (int i = 0; i < 80; i++) {
+    json[1 + i % 26] = (char)('a' + i % 26);
+    redisReply *r = redisCommand(rc, "PUBLISH update:{big%d} %s", i, json);
+    freeReplyObject(r);
+  }
+  redisFree(rc);
+  free(json);
+  cr_assert(sc_test_wait(slow_dropped, NULL, 60000), "stalled stream evicted");
+  sc_sse_close(c);
+}
