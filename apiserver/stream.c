@@ -277,8 +277,11 @@ int api_stream_open(api_hub_t *hub, h2o_req_t *req, sc_sse_filter_t *f, int resu
 }
 
 void api_hub_notify(api_hub_t *hub) {
-  for (api_stream_t *s = hub->head; s != NULL; s = s->next)
+  /* next is read first: never rely on a stream surviving its own send. */
+  for (api_stream_t *s = hub->head, *next; s != NULL; s = next) {
+    next = s->next;
     if (!s->inflight && !s->closing) pump(s);
+  }
 }
 
 /* Cut the connection under a stream whose reader stopped reading: h2o's
@@ -296,7 +299,8 @@ static void cut(api_stream_t *s) {
 
 static void on_heartbeat(uv_timer_t *t) {
   api_hub_t *hub = t->data;
-  for (api_stream_t *s = hub->head; s != NULL; s = s->next) {
+  for (api_stream_t *s = hub->head, *next; s != NULL; s = next) {
+    next = s->next;
     if (s->inflight) {
       if (++s->stalled_ticks >= API_STREAM_STALL_TICKS && !s->closing) {
         SC_INFO("evicting a stream whose client stopped reading");
@@ -312,7 +316,9 @@ static void on_heartbeat(uv_timer_t *t) {
       s->inflight = 1;
       hub->heartbeats_sent++;
       hub->bytes_sent += b.len;
+      s->sent_since_tick = 0;
       h2o_send(s->req, &b, 1, H2O_SEND_STATE_IN_PROGRESS);
+      continue;
     }
     s->sent_since_tick = 0;
   }
