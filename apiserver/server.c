@@ -246,7 +246,7 @@ static int hexval(char c) {
 static size_t url_decode(char *out, const char *s, size_t len) {
   size_t o = 0;
   for (size_t i = 0; i < len; i++) {
-    if (s[i] == '%' && i + 2 < len + 0 && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+    if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
       out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
       i += 2;
     } else {

@@ -30,7 +30,9 @@ typedef struct api_server_opts {
   size_t tomb_cap; /* 0: SC_KEYS_DELETED_CAP */
 } api_server_opts_t;
 
-/* Caller frees with api_server_free() after the loop has finished. */
+/* Caller frees with api_server_free() after the loop has finished. On
+ * failure *out may still be set (handles are closing): run the loop dry,
+ * then free it the same way. err gets a reason for listen failures. */
 __attribute__((warn_unused_result)) int api_server_new(api_server_t **out, uv_loop_t *loop,
                                                       const api_server_opts_t *opts, char *err, size_t errlen);
 int api_server_port(const api_server_t *s);
