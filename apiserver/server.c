@@ -655,11 +655,10 @@ void api_server_shutdown(api_server_t *s, api_server_closed_cb cb, void *data) {
   s->draining = 1;
   s->ready = 0;
   SC_INFO("shutting down: draining %zu streams over %u ms", s->hub.nstreams, s->drain_ms);
-  /* New connections still get an answer during the drain (503 with
-   * Retry-After for /events, 503 on /readyz) rather than a refused connect;
-   * the listener closes with sc_httpd_close() at the end. (Also, the
-   * current sc_httpd_close() never finishes when the listener was closed
-   * earlier and no connection is open, so it must close the listener.) */
+  /* Stop accepting: the Service has (or soon will have) moved new clients
+   * to other replicas. Requests on connections already open still get
+   * answers during the drain (503 on /readyz, 503 + Retry-After on /events). */
+  sc_httpd_stop_accepting(s->httpd);
   uv_timer_stop(&s->load_timer);
   api_hub_drain(&s->hub, s->drain_ms);
   uv_timer_start(&s->stop_timer, on_stop_timer, 100, 100);

@@ -335,7 +335,10 @@ void sc_httpd_close(sc_httpd_t *h) {
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) shutdown(fd, SHUT_RDWR);
   }
-  /* Listener close is always pending here, so maybe_finish runs from a close callback. */
+  /* Usually the listener's close (or a connection's) is still pending and
+   * maybe_finish runs from its close callback; after an earlier
+   * sc_httpd_stop_accepting() with no connection left, nothing is pending. */
+  maybe_finish(h);
 }
 
 void sc_httpd_respond(h2o_req_t *req, int status, const char *reason, const char *content_type, const char *body,

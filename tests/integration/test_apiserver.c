@@ -445,6 +445,11 @@ Test(apiserver, metrics_parse_as_prometheus_text) {
   cr_assert(strstr(body, "statecast_api_last_seq 2") != NULL, "%s", body);
 }
 
+static int not_ready(void *arg) {
+  (void)arg;
+  return sc_test_http(g_aport, "GET", "/readyz", NULL, 0) != 200;
+}
+
 Test(apiserver, sigterm_closes_streams_and_exits_zero) {
   start_api(NULL, 1);
   sc_sse_client_t *a = open_stream("/events", NULL);
@@ -452,6 +457,8 @@ Test(apiserver, sigterm_closes_streams_and_exits_zero) {
   expect_sync(a, 1);
   expect_sync(b, 1);
   kill(g_api, SIGTERM);
+  /* It stops accepting at once: no new client is told it is ready. */
+  cr_assert(sc_test_wait(not_ready, NULL, WAIT_MS), "/readyz must stop answering 200 after SIGTERM");
   sc_sse_event_t ev;
   cr_assert_eq(sc_sse_next_event(a, &ev, WAIT_MS), -1, "stream a ended");
   cr_assert_eq(sc_sse_next_event(b, &ev, WAIT_MS), -1, "stream b ended");

@@ -113,6 +113,20 @@ Test(httpd_listen, close_without_connections_leaves_a_closable_loop) {
   cr_assert_eq(uv_loop_close(&loop), 0);
 }
 
+Test(httpd_listen, close_after_stop_accepting_with_no_connections_finishes) {
+  uv_loop_t loop;
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  sc_httpd_route_t routes[] = {{"/", on_hello}};
+  sc_httpd_t *h = NULL;
+  char err[256];
+  cr_assert_eq(sc_httpd_new(&h, &loop, "127.0.0.1:0", routes, 1, "hi", err, sizeof err), 0, "%s", err);
+  sc_httpd_stop_accepting(h);
+  uv_run(&loop, UV_RUN_NOWAIT); /* the listener's close callback runs; h2o's own handles stay */
+  sc_httpd_close(h); /* nothing left to wait for: it must finish by itself */
+  cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
 Test(httpd_listen, a_port_taken_by_another_socket_is_reported) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
