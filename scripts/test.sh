@@ -11,6 +11,18 @@ scripts/install-deps.sh --test
 scripts/install-browser-deps.sh
 scripts/install-k8s-tools.sh
 
+# A test that crashes cannot stop what it started (each server runs in its
+# own process group); sweep such leftovers when the run ends.
+cleanup() {
+  pkill -f "$PWD/build[^ ]*/bin/statecast-" 2>/dev/null || true
+  for pid in $(pgrep -x redis-server 2>/dev/null) $(pgrep -x redis-sentinel 2>/dev/null); do
+    case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in
+      /tmp/statecast-test-*) kill "$pid" 2>/dev/null || true ;;
+    esac
+  done
+}
+trap cleanup EXIT
+
 builds=${STATECAST_TEST_BUILDS:-"build build-asan"}
 jobs=$(nproc)
 status=0
