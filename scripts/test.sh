@@ -14,7 +14,11 @@ scripts/install-k8s-tools.sh
 # A test that crashes cannot stop what it started (each server runs in its
 # own process group); sweep such leftovers when the run ends.
 cleanup() {
-  pkill -f "$PWD/build[^ ]*/bin/statecast-" 2>/dev/null || true
+  for pid in $(pgrep -f statecast- 2>/dev/null); do
+    case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in
+      "$PWD"/build*/bin/statecast-*) kill "$pid" 2>/dev/null || true ;;
+    esac
+  done
   for pid in $(pgrep -x redis-server 2>/dev/null) $(pgrep -x redis-sentinel 2>/dev/null); do
     case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in
       /tmp/statecast-test-*) kill "$pid" 2>/dev/null || true ;;
