@@ -32,6 +32,10 @@ static const sc_conf_spec_t specs[] = {
      MAX_STREAMS_CAP, NULL},
     {"drain_seconds", SC_CONF_INT, "5", "on SIGTERM, close streams spread over this many seconds", 0, 0, 3600, NULL},
     {"retry_ms", SC_CONF_INT, "2000", "reconnect delay announced to SSE clients (retry:)", 0, 100, 600000, NULL},
+    {"retry_jitter_percent", SC_CONF_INT, "50", "each stream's retry: is retry_ms +- up to this % at random", 0, 0, 100,
+     NULL},
+    {"heartbeat_min_seconds", SC_CONF_INT, "1", "smallest heartbeat= a stream may ask for", 0, 1, 3600, NULL},
+    {"heartbeat_max_seconds", SC_CONF_INT, "300", "largest heartbeat= a stream may ask for", 0, 1, 3600, NULL},
     {"web_root", SC_CONF_STRING, NULL, "directory of the web display (default: installed share dir or source tree)",
      0, 0, 0, NULL},
 };
@@ -142,6 +146,13 @@ int main(int argc, char **argv, char **envp) {
   opts.redis = &addr;
   opts.heartbeat_ms = (unsigned)sc_conf_int(conf, "heartbeat_seconds") * 1000u;
   opts.retry_ms = (unsigned)sc_conf_int(conf, "retry_ms");
+  opts.retry_jitter_percent = (unsigned)sc_conf_int(conf, "retry_jitter_percent");
+  opts.heartbeat_min_ms = (unsigned)sc_conf_int(conf, "heartbeat_min_seconds") * 1000u;
+  opts.heartbeat_max_ms = (unsigned)sc_conf_int(conf, "heartbeat_max_seconds") * 1000u;
+  if (opts.heartbeat_min_ms > opts.heartbeat_max_ms) {
+    fprintf(stderr, "%s: heartbeat_min_seconds is above heartbeat_max_seconds\n", PROGRAM);
+    goto done;
+  }
   opts.drain_ms = (unsigned)sc_conf_int(conf, "drain_seconds") * 1000u;
   long long ms = sc_conf_int(conf, "max_streams");
   opts.max_streams = ms > 0 ? (size_t)ms : default_max_streams();

@@ -6,6 +6,7 @@
 
 #include "envelope.h"
 #include "err.h"
+#include "fields.h"
 #include "httpd.h"
 #include "keys.h"
 #include "loader.h"
@@ -270,9 +271,11 @@ static int method_ok(h2o_req_t *req) {
   return 0;
 }
 
-/* Parse the query: topic= into f, lastEventId= into id (pool-allocated).
- * Returns 0, or SC_EINVAL with *reason set. */
-static int parse_query(h2o_req_t *req, sc_sse_filter_t *f, h2o_iovec_t *id, const char **reason) {
+/* Parse the query: topic= into f, lastEventId= into id (pool-allocated),
+ * fields= into fields (finished), heartbeat= into *hb_ms (hb_ms NULL: not
+ * accepted, e.g. on /state). Returns 0, or SC_EINVAL with *reason set. */
+static int parse_query(api_server_t *s, h2o_req_t *req, sc_sse_filter_t *f, h2o_iovec_t *id, api_fields_t *fields,
+                       unsigned *hb_ms, const char **reason) {
   if (req->query_at == SIZE_MAX) return 0;
   const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
   while (q < end) {
@@ -290,9 +293,14 @@ static int parse_query(h2o_req_t *req, sc_sse_filter_t *f, h2o_iovec_t *id, cons
       if (rc != 0) return SC_EINVAL;
     } else if (kl == 11 && memcmp(k, "lastEventId", 11) == 0) {
       *id = h2o_iovec_init(dv, dl);
+    } else if (kl == 6 && memcmp(k, "fields", 6) == 0) {
+      if (api_fields_add(fields, dv, dl, reason) != 0) return SC_EINVAL;
+    } else if (hb_ms != NULL && kl == 9 && memcmp(k, "heartbeat", 9) == 0) {
+      if (api_hub_parse_heartbeat(&s->hub, dv, dl, hb_ms, reason) != 0) return SC_EINVAL;
     }
     q = amp + 1;
   }
+  api_fields_finish(fields);
   return 0;
 }
 
@@ -317,7 +325,10 @@ static int on_events(sc_httpd_handler_t *self, h2o_req_t *req) {
   sc_sse_filter_t f = {0};
   h2o_iovec_t id = {NULL, 0};
   const char *reason = "bad query";
-  if (parse_query(req, &f, &id, &reason) != 0) {
+  api_fields_t *fields = h2o_mem_alloc_pool(&req->pool, sizeof *fields);
+  fields->n = 0;
+  api_stream_params_t params = {fields, 0};
+  if (parse_query(s, req, &f, &id, fields, &params.heartbeat_ms, &reason) != 0) {
     sc_sse_filter_dispose(&f);
     sc_httpd_respond(req, 400, "Bad Request", NULL, reason, strlen(reason));
     return 0;
@@ -335,7 +346,7 @@ static int on_events(sc_httpd_handler_t *self, h2o_req_t *req) {
     char epoch[SC_SSE_EPOCH_LEN + 1];
     if (sc_sse_id_parse(id.base, id.len, epoch, &seq) == 0 && api_store_placeable(s->store, epoch, seq)) resume = 1;
   }
-  api_stream_open(&s->hub, req, &f, resume, seq, s->cors_origin);
+  api_stream_open(&s->hub, req, &f, resume, seq, s->cors_origin, &params);
   sc_sse_filter_dispose(&f);
   return 0;
 }
@@ -389,14 +400,17 @@ static int on_state(sc_httpd_handler_t *self, h2o_req_t *req) {
   sc_sse_filter_t f = {0};
   h2o_iovec_t id = {NULL, 0};
   const char *reason = "bad query";
-  if (parse_query(req, &f, &id, &reason) != 0) {
+  api_fields_t *fields = h2o_mem_alloc_pool(&req->pool, sizeof *fields);
+  fields->n = 0;
+  if (parse_query(s, req, &f, &id, fields, NULL, &reason) != 0) {
     sc_sse_filter_dispose(&f);
     sc_httpd_respond(req, 400, "Bad Request", NULL, reason, strlen(reason));
     return 0;
   }
   size_t cap = 64;
   for (const api_entry_t *e = api_store_head(st); e != NULL; e = e->next)
-    if (!e->deleted && sc_sse_filter_match(&f, e->topic, e->topic_len)) cap += e->frame->env_len + 1;
+    if (!e->deleted && sc_sse_filter_match(&f, e->topic, e->topic_len))
+      cap += api_fields_project_size(e->frame->env_len) + 1;
   char *body = malloc(cap);
   if (body == NULL) {
     sc_sse_filter_dispose(&f);
@@ -409,6 +423,12 @@ static int on_state(sc_httpd_handler_t *self, h2o_req_t *req) {
     if (e->deleted || !sc_sse_filter_match(&f, e->topic, e->topic_len)) continue;
     if (!first) body[n++] = ',';
     first = 0;
+    if (fields->n > 0) {
+      size_t doff, dlen;
+      n += api_fields_project_envelope(fields, e->frame->bytes + e->frame->env_off, e->frame->env_len, body + n, &doff,
+                                       &dlen);
+      continue;
+    }
     memcpy(body + n, e->frame->bytes + e->frame->env_off, e->frame->env_len);
     n += e->frame->env_len;
   }
@@ -572,6 +592,8 @@ int api_server_new(api_server_t **out, uv_loop_t *loop, const api_server_opts_t 
   s->stop_timer.data = s;
   rc = api_hub_init(&s->hub, loop, NULL, o->heartbeat_ms, o->max_streams, o->retry_ms);
   if (rc != 0) goto fail;
+  if (o->heartbeat_max_ms > 0)
+    api_hub_set_stream_limits(&s->hub, o->heartbeat_min_ms, o->heartbeat_max_ms, o->retry_jitter_percent);
   rc = SC_ENOMEM;
   s->cors_origin = strdup(o->cors_origin ? o->cors_origin : "*");
   if (s->cors_origin == NULL) goto fail;

@@ -28,6 +28,10 @@ typedef struct api_server_opts {
   unsigned drain_ms;
   size_t max_streams;
   size_t tomb_cap; /* 0: SC_KEYS_DELETED_CAP */
+  /* Bounds of a stream's heartbeat= and the retry: jitter; all 0 (heartbeat_max_ms 0): the hub's defaults
+   * (1 s .. 300 s, 50 %). */
+  unsigned heartbeat_min_ms, heartbeat_max_ms;
+  unsigned retry_jitter_percent;
 } api_server_opts_t;
 
 /* Caller frees with api_server_free() after the loop has finished. On

@@ -14,12 +14,35 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 const char *const api_drop_names[API_DROP_N_] = {"client_closed", "shutdown", "reload", "limit", "slow"};
 const double api_hist_bounds[API_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                   0.25,  0.5,    1,     2.5,  5,     10,  30};
 
 static const char heartbeat[] = ": hb\n\n";
+/* The hub's tick: per-stream heartbeats and stall checks. */
+#define HUB_TICK_MS 1000
+
+/* One topic's projection under a view: made from the store frame `src`. */
+typedef struct view_entry {
+  struct view_entry *hnext;
+  api_frame_t *src;   /* owned reference: the store frame projected (identity check) */
+  api_frame_t *frame; /* owned reference: the framed projected event */
+  uint64_t proj_hash; /* of the projected data */
+  uint32_t hash;
+  uint16_t topic_len;
+  char topic[];
+} view_entry_t;
+
+/* The projections of one canonical field spec, shared by its streams. */
+struct api_view {
+  api_view_t *next;
+  unsigned refs; /* streams using it */
+  api_fields_t fields;
+  view_entry_t **buckets; /* owned */
+  size_t nbuckets, count;
+};
 
 struct api_stream {
   h2o_generator_t gen; /* must be first: h2o hands it back to proceed/stop */
@@ -27,13 +50,18 @@ struct api_stream {
   api_hub_t *hub;
   api_stream_t *prev, *next;
   sc_sse_filter_t filter;      /* owned */
+  api_view_t *view;            /* counted reference (NULL: whole data) */
+  api_fields_seen_t seen;      /* fields=: projection hash last sent per topic */
+  unsigned hb_ms;              /* heartbeat interval (0: none) */
+  unsigned retry_ms;           /* with jitter */
+  uint64_t last_send_ms;       /* uv_now at the last h2o_send */
+  uint64_t inflight_since_ms;
   uint64_t cursor;             /* every entry with seq <= cursor has been passed */
   uint64_t initial_end;        /* sync once cursor >= this */
   uint64_t tomb_skip_upto;     /* full state: tombstones up to here are not sent */
   api_store_hint_t hint;
   unsigned nrefs;
-  uint8_t inflight, synced, full, closing, retry_pending, sent_since_tick;
-  uint8_t stalled_ticks; /* heartbeat ticks with the same send still in flight */
+  uint8_t inflight, synced, full, closing, retry_pending;
   uint8_t cut;
   int close_reason;
   api_frame_t *refs[API_STREAM_IOV]; /* references pinned by the in-flight send */
@@ -66,8 +94,12 @@ static void release_refs(api_stream_t *s) {
   s->nrefs = 0;
 }
 
+static void view_release(api_hub_t *hub, api_view_t *v);
+
 static void stream_free(api_stream_t *s) {
   release_refs(s);
+  if (s->view != NULL) view_release(s->hub, s->view);
+  api_fields_seen_dispose(&s->seen);
   sc_sse_filter_dispose(&s->filter);
   free(s);
 }
@@ -108,6 +140,161 @@ static void observe_delay(api_hub_t *hub, double seconds) {
   hub->hist_count++;
 }
 
+/* ---- views: shared fields= projections --------------------------------- */
+
+static api_view_t *view_acquire(api_hub_t *hub, const api_fields_t *f) {
+  for (api_view_t *v = hub->views; v != NULL; v = v->next)
+    if (v->fields.canon_len == f->canon_len && memcmp(v->fields.canon, f->canon, f->canon_len) == 0) {
+      v->refs++;
+      return v;
+    }
+  api_view_t *v = calloc(1, sizeof *v);
+  if (v == NULL) return NULL;
+  v->nbuckets = 64;
+  v->buckets = calloc(v->nbuckets, sizeof *v->buckets);
+  if (v->buckets == NULL) {
+    free(v);
+    return NULL;
+  }
+  v->fields = *f;
+  v->refs = 1;
+  v->next = hub->views;
+  hub->views = v;
+  return v;
+}
+
+static void view_release(api_hub_t *hub, api_view_t *v) {
+  if (--v->refs > 0) return;
+  api_view_t **pp = &hub->views;
+  while (*pp != v) pp = &(*pp)->next;
+  *pp = v->next;
+  for (size_t i = 0; i < v->nbuckets; i++) {
+    view_entry_t *e = v->buckets[i];
+    while (e != NULL) {
+      view_entry_t *n = e->hnext;
+      api_frame_unref(e->src);
+      api_frame_unref(e->frame);
+      free(e);
+      e = n;
+    }
+  }
+  free(v->buckets);
+  free(v);
+}
+
+static uint32_t topic_hash(const char *t, size_t len) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)t[i]) * 16777619u;
+  return h;
+}
+
+static void view_grow(api_view_t *v) {
+  size_t nb = v->nbuckets * 2;
+  view_entry_t **b = calloc(nb, sizeof *b);
+  if (b == NULL) return; /* longer chains, still correct */
+  for (size_t i = 0; i < v->nbuckets; i++) {
+    view_entry_t *e = v->buckets[i];
+    while (e != NULL) {
+      view_entry_t *n = e->hnext;
+      e->hnext = b[e->hash & (nb - 1)];
+      b[e->hash & (nb - 1)] = e;
+      e = n;
+    }
+  }
+  free(v->buckets);
+  v->buckets = b;
+  v->nbuckets = nb;
+}
+
+/* Frame the projection of store entry e (live) under v's spec. */
+static api_frame_t *project_frame(const api_view_t *v, const api_store_t *st, const api_entry_t *e,
+                                  uint64_t *proj_hash) {
+  const api_frame_t *src = e->frame;
+  size_t cap = api_fields_project_size(src->env_len);
+  char stack[2048];
+  char *env = cap <= sizeof stack ? stack : malloc(cap);
+  if (env == NULL) return NULL;
+  size_t doff, dlen;
+  size_t elen = api_fields_project_envelope(&v->fields, src->bytes + src->env_off, src->env_len, env, &doff, &dlen);
+  *proj_hash = api_fields_hash(env + doff, dlen);
+  const char *epoch = api_store_epoch(st);
+  char id[SC_SSE_ID_MAX];
+  size_t idlen = sc_sse_id_format(id, epoch ? epoch : "0000000000000000", e->seq);
+  size_t fcap = sc_sse_frame_size(idlen, 6, elen);
+  api_frame_t *f = malloc(sizeof *f + fcap);
+  if (f != NULL) {
+    f->refs = 1;
+    f->len = (uint32_t)sc_sse_frame(f->bytes, id, idlen, "update", env, elen);
+    f->env_len = (uint32_t)elen;
+    f->env_off = f->len - 2 - (uint32_t)elen;
+    f->ts = src->ts;
+  }
+  if (env != stack) free(env);
+  return f;
+}
+
+/* The view's projection of live entry e, computed once per store frame. */
+static const view_entry_t *view_get(api_hub_t *hub, api_view_t *v, const api_store_t *st, const api_entry_t *e) {
+  uint32_t h = topic_hash(e->topic, e->topic_len);
+  view_entry_t *ve = v->buckets[h & (v->nbuckets - 1)];
+  while (ve != NULL && !(ve->hash == h && ve->topic_len == e->topic_len && memcmp(ve->topic, e->topic, e->topic_len) == 0))
+    ve = ve->hnext;
+  if (ve != NULL && ve->src == e->frame) return ve;
+  uint64_t ph;
+  api_frame_t *f = project_frame(v, st, e, &ph);
+  if (f == NULL) return NULL;
+  hub->projections++;
+  if (ve == NULL) {
+    ve = calloc(1, sizeof *ve + e->topic_len + 1);
+    if (ve == NULL) {
+      api_frame_unref(f);
+      return NULL;
+    }
+    memcpy(ve->topic, e->topic, e->topic_len);
+    ve->topic_len = e->topic_len;
+    ve->hash = h;
+    ve->hnext = v->buckets[h & (v->nbuckets - 1)];
+    v->buckets[h & (v->nbuckets - 1)] = ve;
+    if (++v->count > v->nbuckets) view_grow(v);
+  }
+  api_frame_unref(ve->src);
+  api_frame_unref(ve->frame);
+  ve->src = api_frame_ref(e->frame);
+  ve->frame = f;
+  ve->proj_hash = ph;
+  return ve;
+}
+
+/* The frame stream s sends for entry e, or NULL to skip it (a fields=
+ * projection that did not change since s last got it). */
+static api_frame_t *frame_for(api_stream_t *s, const api_store_t *st, const api_entry_t *e) {
+  if (s->view == NULL) return e->frame;
+  if (e->deleted) {
+    api_fields_seen_forget(&s->seen, e->topic, e->topic_len);
+    return e->frame;
+  }
+  const view_entry_t *ve = view_get(s->hub, s->view, st, e);
+  if (ve == NULL) {
+    SC_WARN("out of memory projecting fields; sending the whole state");
+    return e->frame;
+  }
+  if (api_fields_seen_update(&s->seen, e->topic, e->topic_len, ve->proj_hash) == 0) return NULL;
+  return ve->frame;
+}
+
+/* retry_ms +- up to pct %, so a fleet does not reconnect in lockstep. */
+static unsigned jittered_retry(api_hub_t *hub) {
+  unsigned base = hub->retry_ms, span = (unsigned)((uint64_t)base * hub->retry_jitter_pct / 100);
+  if (span == 0) return base;
+  uint64_t x = hub->rng;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  hub->rng = x;
+  long long v = (long long)base - span + (long long)(x % (2ull * span + 1));
+  return v < 50 ? 50 : (unsigned)v;
+}
+
 /* Gather everything due for an idle stream and send it in one h2o_send. */
 static void pump(api_stream_t *s) {
   api_hub_t *hub = s->hub;
@@ -115,7 +302,7 @@ static void pump(api_stream_t *s) {
   size_t n = 0, bytes = 0, ctl_used = 0;
   double now = -1;
   if (s->retry_pending) {
-    size_t l = sc_sse_retry(s->ctl, sizeof s->ctl, hub->retry_ms);
+    size_t l = sc_sse_retry(s->ctl, sizeof s->ctl, s->retry_ms);
     s->iov[n++] = h2o_iovec_init(s->ctl, l);
     ctl_used = l;
     bytes += l;
@@ -125,8 +312,9 @@ static void pump(api_stream_t *s) {
   const api_entry_t *last = NULL;
   while (e != NULL && s->nrefs < API_STREAM_IOV) {
     int send = !(e->deleted && e->seq <= s->tomb_skip_upto) && sc_sse_filter_match(&s->filter, e->topic, e->topic_len);
-    if (send) {
-      api_frame_t *f = api_frame_ref(e->frame);
+    api_frame_t *ef = send ? frame_for(s, st, e) : NULL;
+    if (ef != NULL) {
+      api_frame_t *f = api_frame_ref(ef);
       s->refs[s->nrefs++] = f;
       s->iov[n++] = h2o_iovec_init(f->bytes, f->len);
       bytes += f->len;
@@ -157,7 +345,7 @@ static void pump(api_stream_t *s) {
   if (n == 0) return;
   hub->bytes_sent += bytes;
   s->inflight = 1;
-  s->sent_since_tick = 1;
+  s->last_send_ms = s->inflight_since_ms = uv_now(hub->loop);
   h2o_send(s->req, s->iov, n, H2O_SEND_STATE_IN_PROGRESS);
 }
 
@@ -166,7 +354,6 @@ static void on_proceed(h2o_generator_t *gen, h2o_req_t *req) {
   api_stream_t *s = (api_stream_t *)gen;
   release_refs(s);
   s->inflight = 0;
-  s->stalled_ticks = 0;
   if (s->closing) {
     end_now(s, s->close_reason);
     return;
@@ -190,13 +377,45 @@ int api_hub_init(api_hub_t *hub, uv_loop_t *loop, api_store_t *store, unsigned h
   hub->store = store;
   hub->max_streams = max_streams;
   hub->retry_ms = retry_ms;
+  hub->heartbeat_ms = heartbeat_ms;
+  hub->hb_min_ms = 1000;
+  hub->hb_max_ms = 300000;
+  hub->retry_jitter_pct = 50;
+  hub->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)hub ^ uv_hrtime();
+  if (hub->rng == 0) hub->rng = 0x9e3779b97f4a7c15ull;
   uv_timer_init(loop, &hub->hb_timer);
   uv_timer_init(loop, &hub->drain_timer);
   hub->hb_timer.data = hub;
   hub->drain_timer.data = hub;
-  if (heartbeat_ms > 0) uv_timer_start(&hub->hb_timer, on_heartbeat, heartbeat_ms, heartbeat_ms);
+  /* Always ticking: a stream may ask for heartbeats (heartbeat=) even when
+   * the default is none. */
+  uv_timer_start(&hub->hb_timer, on_heartbeat, HUB_TICK_MS, HUB_TICK_MS);
   uv_unref((uv_handle_t *)&hub->hb_timer);
   return 0;
+}
+
+void api_hub_set_stream_limits(api_hub_t *hub, unsigned hb_min_ms, unsigned hb_max_ms, unsigned retry_jitter_pct) {
+  hub->hb_min_ms = hb_min_ms;
+  hub->hb_max_ms = hb_max_ms;
+  hub->retry_jitter_pct = retry_jitter_pct > 100 ? 100 : retry_jitter_pct;
+}
+
+int api_hub_parse_heartbeat(const api_hub_t *hub, const char *v, size_t len, unsigned *ms, const char **reason) {
+  uint64_t sec = 0;
+  if (len == 0 || len > 9) goto bad;
+  for (size_t i = 0; i < len; i++) {
+    if (v[i] < '0' || v[i] > '9') goto bad;
+    sec = sec * 10 + (uint64_t)(v[i] - '0');
+  }
+  if (sec * 1000 < hub->hb_min_ms || sec * 1000 > hub->hb_max_ms) {
+    *reason = "heartbeat out of the allowed range (see heartbeat_min_seconds, heartbeat_max_seconds)";
+    return SC_EINVAL;
+  }
+  *ms = (unsigned)(sec * 1000);
+  return 0;
+bad:
+  *reason = "heartbeat must be whole seconds";
+  return SC_EINVAL;
 }
 
 void api_hub_dispose(api_hub_t *hub) {
@@ -227,7 +446,7 @@ void api_hub_set_store(api_hub_t *hub, api_store_t *store, int drop_reason) {
 }
 
 int api_stream_open(api_hub_t *hub, h2o_req_t *req, sc_sse_filter_t *f, int resume, uint64_t seq,
-                    const char *cors_origin) {
+                    const char *cors_origin, const api_stream_params_t *params) {
   if (hub->draining) {
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("retry-after"), 0, NULL, H2O_STRLIT("1"));
     sc_httpd_respond_error(req, 503, "Service Unavailable", "shutting down");
@@ -248,6 +467,17 @@ int api_stream_open(api_hub_t *hub, h2o_req_t *req, sc_sse_filter_t *f, int resu
   s->gen.stop = on_stop;
   s->req = req;
   s->hub = hub;
+  if (params != NULL && params->fields != NULL && params->fields->n > 0) {
+    s->view = view_acquire(hub, params->fields);
+    if (s->view == NULL) {
+      free(s);
+      sc_httpd_respond_error(req, 503, "Service Unavailable", "out of memory");
+      return 0;
+    }
+  }
+  s->hb_ms = params != NULL && params->heartbeat_ms > 0 ? params->heartbeat_ms : hub->heartbeat_ms;
+  s->retry_ms = jittered_retry(hub);
+  s->last_send_ms = uv_now(hub->loop);
   s->filter = *f;
   f->pats = NULL;
   f->n = 0;
@@ -297,12 +527,17 @@ static void cut(api_stream_t *s) {
   shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
 }
 
+/* Each tick: evict streams whose send has been stuck for
+ * API_STREAM_STALL_TICKS default heartbeat intervals, and send a heartbeat
+ * to every idle stream that sent nothing for its own interval. */
 static void on_heartbeat(uv_timer_t *t) {
   api_hub_t *hub = t->data;
+  uint64_t now = uv_now(hub->loop);
   for (api_stream_t *s = hub->head, *next; s != NULL; s = next) {
     next = s->next;
     if (s->inflight) {
-      if (++s->stalled_ticks >= API_STREAM_STALL_TICKS && !s->closing) {
+      if (hub->heartbeat_ms > 0 && !s->closing &&
+          now - s->inflight_since_ms >= (uint64_t)API_STREAM_STALL_TICKS * hub->heartbeat_ms) {
         SC_INFO("evicting a stream whose client stopped reading");
         s->closing = 1;
         s->close_reason = API_DROP_SLOW;
@@ -310,17 +545,14 @@ static void on_heartbeat(uv_timer_t *t) {
       }
       continue;
     }
-    s->stalled_ticks = 0;
-    if (!s->inflight && !s->closing && !s->sent_since_tick) {
+    if (!s->closing && s->hb_ms > 0 && now - s->last_send_ms >= s->hb_ms) {
       h2o_iovec_t b = h2o_iovec_init(heartbeat, sizeof heartbeat - 1);
       s->inflight = 1;
+      s->last_send_ms = s->inflight_since_ms = now;
       hub->heartbeats_sent++;
       hub->bytes_sent += b.len;
-      s->sent_since_tick = 0;
       h2o_send(s->req, &b, 1, H2O_SEND_STATE_IN_PROGRESS);
-      continue;
     }
-    s->sent_since_tick = 0;
   }
 }
 

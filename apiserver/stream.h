@@ -13,6 +13,16 @@
  * The initial state is the same walk from cursor 0 (full state, tombstones
  * skipped) or from a resume id (updates and deletes after it); a `sync`
  * event follows once the walk has passed the store's last seq at connect.
+ *
+ * Small clients (fields=): a stream with a field spec shares an api_view_t
+ * with every other stream of the same canonical spec. The view caches, per
+ * topic, the projected and framed event made from the store entry's frame,
+ * so identical specs share one refcounted buffer and a projection is
+ * computed once per commit and spec. Streams without fields= send the
+ * store's frames untouched. Each fields= stream remembers a hash of the
+ * projection it last got per topic and skips commits that did not change
+ * it. Per-stream heartbeat intervals ride on one 1-second hub tick; the
+ * retry: value carries per-stream random jitter.
  */
 #ifndef API_STREAM_H
 #define API_STREAM_H
@@ -21,6 +31,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "fields.h"
 #include "sse.h"
 #include "store.h"
 
@@ -30,6 +41,7 @@
 #define API_HIST_BUCKETS 14
 
 typedef struct api_stream api_stream_t;
+typedef struct api_view api_view_t;
 
 enum { API_DROP_CLIENT = 0, API_DROP_SHUTDOWN, API_DROP_RELOAD, API_DROP_LIMIT, API_DROP_SLOW, API_DROP_N_ };
 extern const char *const api_drop_names[API_DROP_N_];
@@ -42,6 +54,12 @@ typedef struct api_hub {
   size_t nstreams;
   size_t max_streams;
   unsigned retry_ms;
+  unsigned heartbeat_ms;                 /* default per stream (0: none) */
+  unsigned hb_min_ms, hb_max_ms;         /* bounds of heartbeat= */
+  unsigned retry_jitter_pct;             /* retry: is retry_ms +- this % */
+  uint64_t rng;                          /* xorshift state for the jitter */
+  api_view_t *views;                     /* owned; each freed with its last stream */
+  uint64_t projections;                  /* metrics: fields= projections computed */
   uv_timer_t hb_timer;      /* closed in api_hub_dispose */
   uv_timer_t drain_timer;
   int draining;
@@ -57,6 +75,13 @@ typedef struct api_hub {
 /* heartbeat_ms 0: no heartbeats. */
 __attribute__((warn_unused_result)) int api_hub_init(api_hub_t *hub, uv_loop_t *loop, api_store_t *store,
                                                     unsigned heartbeat_ms, size_t max_streams, unsigned retry_ms);
+/* Bounds for heartbeat= (ms) and the retry jitter (0..100 %). */
+void api_hub_set_stream_limits(api_hub_t *hub, unsigned hb_min_ms, unsigned hb_max_ms, unsigned retry_jitter_pct);
+/* Parse a heartbeat= value (whole seconds) and check it against the
+ * bounds. Returns 0 with *ms, or SC_EINVAL with *reason (static text). */
+__attribute__((warn_unused_result)) int api_hub_parse_heartbeat(const api_hub_t *hub, const char *v, size_t len,
+                                                               unsigned *ms, const char **reason);
+
 /* Ends every stream (FINAL) and closes the timers; keep running the loop
  * until they have closed. */
 void api_hub_dispose(api_hub_t *hub);
@@ -65,12 +90,18 @@ void api_hub_dispose(api_hub_t *hub);
  * resume against the new store). */
 void api_hub_set_store(api_hub_t *hub, api_store_t *store, int drop_reason);
 
+/* Per-stream options of api_stream_open(). */
+typedef struct api_stream_params {
+  const api_fields_t *fields; /* borrowed for the call; NULL or no paths: whole data */
+  unsigned heartbeat_ms;      /* 0: the hub's default */
+} api_stream_params_t;
+
 /* Start streaming on req: filter is moved into the stream (f is reset to
- * empty). resume 1: the client has everything up to (store epoch, seq) and
+ * empty). params may be NULL (defaults). resume 1: the client has everything up to (store epoch, seq) and
  * gets only what came after; resume 0: full state. Answers 503 itself when
  * the stream limit is reached. Returns 0 (answered either way). */
 int api_stream_open(api_hub_t *hub, h2o_req_t *req, sc_sse_filter_t *f, int resume, uint64_t seq,
-                    const char *cors_origin);
+                    const char *cors_origin, const api_stream_params_t *params);
 
 /* The store has new entries: pump every idle stream. */
 void api_hub_notify(api_hub_t *hub);
