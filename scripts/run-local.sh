@@ -82,6 +82,7 @@ if [[ -x "$bin/statecast-apiserver" ]]; then
   web display    http://127.0.0.1:$http_port/
   SSE stream     curl -N http://127.0.0.1:$http_port/events
   state          curl http://127.0.0.1:$http_port/state
+  LED matrix     $bin/statecast-matrix --url http://127.0.0.1:$http_port --layout matrix-client/examples/demo-layout.yaml
 MSG
 fi
 cat <<MSG
