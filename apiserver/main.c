@@ -117,6 +117,11 @@ int main(int argc, char **argv, char **envp) {
     addr.password = strdup(password);
     if (addr.password == NULL) goto done;
   }
+  if (sc_redis_addr_set_sentinels(&addr, sc_conf_str(conf, "redis_sentinels"), sc_conf_str(conf, "redis_master_name"),
+                                  err, sizeof err) != 0) {
+    fprintf(stderr, "%s: redis_sentinels (%s): %s\n", PROGRAM, sc_conf_source(conf, "redis_sentinels"), err);
+    goto done;
+  }
   struct sockaddr_storage ss;
   socklen_t sslen;
   if (sc_httpd_parse_listen(sc_conf_str(conf, "listen"), &ss, &sslen, err, sizeof err) != 0) {

@@ -54,7 +54,11 @@ typedef struct sc_conf_spec {
       {"log_level", SC_CONF_STRING, "info", "debug, info, warn or error", 0, 0, 0, "debug|info|warn|error"},   \
       {"log_format", SC_CONF_STRING, "plain", "plain or json", 0, 0, 0, "plain|json"},                         \
       {"max_message_bytes", SC_CONF_INT, "262144", "largest accepted message body", 0, 2, 512 * 1024 * 1024,  \
-       NULL}
+       NULL},                                                                                                   \
+      {"redis_sentinels", SC_CONF_STRING, NULL,                                                                \
+       "host:port,host:port of Redis Sentinels; when set they name the primary (redis_url gives db and auth)", 0, \
+       0, 0, NULL},                                                                                             \
+      {"redis_master_name", SC_CONF_STRING, "statecast", "master name the sentinels monitor", 0, 0, 0, NULL}
 
 typedef struct sc_conf sc_conf_t;
 

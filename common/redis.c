@@ -38,6 +38,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "sentinel.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -234,12 +235,38 @@ void sc_redis_addr_dispose(sc_redis_addr_t *addr) {
   free(addr->host);
   free(addr->unix_path);
   free(addr->user);
+  free(addr->sentinels);
+  free(addr->master_name);
   if (addr->password != NULL) {
     /* Do not leave the secret lying around in freed memory. */
     memset(addr->password, 0, strlen(addr->password));
     free(addr->password);
   }
   memset(addr, 0, sizeof *addr);
+}
+
+int sc_redis_addr_set_sentinels(sc_redis_addr_t *addr, const char *sentinels, const char *master_name, char *err,
+                                size_t errlen) {
+  if (sentinels == NULL || sentinels[0] == '\0') return 0;
+  if (addr->unix_path != NULL) {
+    if (err != NULL && errlen > 0) snprintf(err, errlen, "sentinels cannot be combined with a unix socket URL");
+    return SC_EINVAL;
+  }
+  int rc = sc_sentinel_list_check(sentinels, err, errlen);
+  if (rc != 0) return rc;
+  if (master_name == NULL || master_name[0] == '\0') master_name = "statecast";
+  char *s = strdup(sentinels), *m = strdup(master_name);
+  if (s == NULL || m == NULL) {
+    free(s);
+    free(m);
+    if (err != NULL && errlen > 0) snprintf(err, errlen, "out of memory");
+    return SC_ENOMEM;
+  }
+  free(addr->sentinels);
+  free(addr->master_name);
+  addr->sentinels = s;
+  addr->master_name = m;
+  return 0;
 }
 
 void sc_redis_addr_describe(const sc_redis_addr_t *addr, char *buf, size_t cap) {
@@ -340,6 +367,7 @@ typedef struct req {
   struct req *prev, *next; /* in r->pending while the user waits (user requests only) */
   sc_redis_t *r;           /* borrowed: r outlives every context it created */
   sc_redis_reply_cb cb;    /* NULL for handshake commands */
+  int role_check;          /* handshake ROLE: the reply must say "master" */
   void *privdata;          /* the user's, passed back untouched */
   uint64_t deadline;       /* uv_now() ms */
   int done;                /* the user has been answered; hiredis still owns the record */
@@ -503,6 +531,7 @@ static int send_hs(sc_redis_t *r, int argc, const char **argv) {
   req_t *q = calloc(1, sizeof *q);
   if (q == NULL) return SC_ENOMEM;
   q->r = r;
+  q->role_check = argc == 1 && strcmp(argv[0], "ROLE") == 0;
   if (redisAsyncCommandArgv(r->ac, on_reply, q, argc, argv, NULL) != REDIS_OK) {
     free(q);
     return SC_ECONN;
@@ -511,9 +540,38 @@ static int send_hs(sc_redis_t *r, int argc, const char **argv) {
   return 0;
 }
 
+/* Sentinel mode: point r->addr at the primary the sentinels name now. */
+static int discover(sc_redis_t *r) {
+  char *host = NULL;
+  int port = 0;
+  char err[200];
+  int tmo = r->opts.connect_timeout_ms < 1000 ? r->opts.connect_timeout_ms : 1000;
+  int rc = sc_sentinel_resolve(r->addr.sentinels, r->addr.master_name, tmo, &host, &port, err, sizeof err);
+  if (rc != 0) {
+    snprintf(r->why, sizeof r->why, "sentinel discovery: %s", err);
+    return rc;
+  }
+  if (r->addr.host == NULL || strcmp(r->addr.host, host) != 0 || r->addr.port != port)
+    SC_INFO("redis %s: sentinels name %s:%d as the primary of '%s'", r->name, host, port, r->addr.master_name);
+  free(r->addr.host);
+  r->addr.host = host;
+  r->addr.port = port;
+  char d[280];
+  sc_redis_addr_describe(&r->addr, d, sizeof d);
+  snprintf(r->desc, sizeof r->desc, "%.200s, master '%.64s'", d, r->addr.master_name);
+  return 0;
+}
+
 static void start_connect(sc_redis_t *r) {
   assert(r->state == ST_DISCONNECTED && r->ac == NULL);
   const char *why = NULL;
+  if (r->addr.sentinels != NULL && discover(r) != 0) {
+    r->gen++;
+    r->state = ST_CONNECTING;
+    why = r->why;
+    go_down(r, why);
+    return;
+  }
   redisAsyncContext *ac =
       r->addr.unix_path != NULL ? redisAsyncConnectUnix(r->addr.unix_path) : redisAsyncConnect(r->addr.host, r->addr.port);
   r->gen++;
@@ -573,6 +631,11 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     const char *argv[2] = {"SELECT", db};
     rc = send_hs(r, 2, argv);
   }
+  /* A sentinel may still name the old primary right after a failover. */
+  if (rc == 0 && r->addr.sentinels != NULL) {
+    const char *argv[1] = {"ROLE"};
+    rc = send_hs(r, 1, argv);
+  }
   /* Always at least this one, so UP is only ever declared from a reply
    * callback, where user code may safely reset or close. */
   if (rc == 0) {
@@ -614,6 +677,13 @@ static void on_reply(redisAsyncContext *ac, void *vreply, void *privdata) {
     if (reply == NULL || ac != r->ac || r->state != ST_HANDSHAKE) goto out;
     if (reply->type == REDIS_REPLY_ERROR) {
       snprintf(r->why, sizeof r->why, "handshake failed: %s", reply->str);
+      drop(r, r->why);
+      goto out;
+    }
+    if (q->role_check && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+                          reply->element[0]->type != REDIS_REPLY_STRING ||
+                          strcmp(reply->element[0]->str, "master") != 0)) {
+      snprintf(r->why, sizeof r->why, "%.200s is not the master (ROLE), asking the sentinels again", r->desc);
       drop(r, r->why);
       goto out;
     }
@@ -810,11 +880,16 @@ int sc_redis_new(sc_redis_t **out, uv_loop_t *loop, const sc_redis_addr_t *addr,
   r->addr.db = addr->db;
   if (copy_str(&r->addr.host, addr->host) != 0 || copy_str(&r->addr.unix_path, addr->unix_path) != 0 ||
       copy_str(&r->addr.user, addr->user) != 0 || copy_str(&r->addr.password, addr->password) != 0 ||
+      copy_str(&r->addr.sentinels, addr->sentinels) != 0 || copy_str(&r->addr.master_name, addr->master_name) != 0 ||
       copy_str(&r->name, opts->name != NULL && opts->name[0] != '\0' ? opts->name : "statecast") != 0)
     goto fail;
   sanitize_name(r->name);
   r->opts.name = r->name;
   sc_redis_addr_describe(&r->addr, r->desc, sizeof r->desc);
+  if (r->addr.sentinels != NULL) {
+    if (r->addr.master_name == NULL && copy_str(&r->addr.master_name, "statecast") != 0) goto fail;
+    snprintf(r->desc, sizeof r->desc, "sentinels %.200s, master '%.64s'", r->addr.sentinels, r->addr.master_name);
+  }
   r->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)r ^ 0x9e3779b97f4a7c15ull;
   if (r->rng == 0) r->rng = 1;
   uv_timer_init(loop, &r->conn_timer);

@@ -35,6 +35,11 @@ typedef struct sc_redis_addr {
   char *user;      /* NULL: AUTH password only */
   char *password;  /* NULL: no AUTH */
   int db;
+  /* Sentinel mode (both NULL: off). With sentinels set, host/port are
+   * replaced on every connect attempt by what the sentinels say the primary
+   * of master_name is, and the node must answer ROLE with "master". */
+  char *sentinels;   /* "host:port,host:port" */
+  char *master_name;
 } sc_redis_addr_t;
 
 /*
@@ -45,6 +50,15 @@ typedef struct sc_redis_addr {
 __attribute__((warn_unused_result)) int sc_redis_url_parse(const char *url, sc_redis_addr_t *out, char *err,
                                                           size_t errlen);
 void sc_redis_addr_dispose(sc_redis_addr_t *addr);
+/*
+ * Turn on sentinel mode: copies sentinels ("host:port,...", checked) and
+ * master_name (NULL: "statecast") into addr. sentinels NULL or "" leaves
+ * addr unchanged and returns 0. Returns 0, SC_EINVAL (reason in err) or
+ * SC_ENOMEM. A unix-socket addr cannot use sentinels (SC_EINVAL).
+ */
+__attribute__((warn_unused_result)) int sc_redis_addr_set_sentinels(sc_redis_addr_t *addr, const char *sentinels,
+                                                                   const char *master_name, char *err,
+                                                                   size_t errlen);
 /* "host:port/db" or "unix:/path" without credentials, for logs. */
 void sc_redis_addr_describe(const sc_redis_addr_t *addr, char *buf, size_t cap);
 

@@ -463,6 +463,8 @@ int main(int argc, char **argv) {
       .connect_timeout_ms = (int)sc_conf_int(conf, "connect_timeout_ms"),
       .command_timeout_ms = (int)sc_conf_int(conf, "command_timeout_ms"),
       .max_message_bytes = max_bytes,
+      .sentinels = sc_conf_str(conf, "redis_sentinels"),
+      .master_name = sc_conf_str(conf, "redis_master_name"),
   };
   int rc = sc_publisher_new(&pub, url, &opts);
   if (rc != 0) {

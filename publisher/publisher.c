@@ -13,6 +13,7 @@
 #include "err.h"
 #include "keys.h"
 #include "redis.h"
+#include "sentinel.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -77,6 +78,8 @@ int sc_publisher_new(sc_publisher_t **out, const char *redis_url, const sc_publi
     free(p->addr.password);
     p->addr.password = pw;
   }
+  rc = sc_redis_addr_set_sentinels(&p->addr, opts->sentinels, opts->master_name, err, sizeof err);
+  if (rc != 0) goto fail;
   p->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : PUB_DEFAULT_CONNECT_TIMEOUT_MS;
   p->command_timeout_ms = opts->command_timeout_ms > 0 ? opts->command_timeout_ms : PUB_DEFAULT_COMMAND_TIMEOUT_MS;
   p->max_message_bytes = opts->max_message_bytes > 0 ? opts->max_message_bytes : SC_DEFAULT_MAX_MESSAGE_BYTES;
@@ -165,6 +168,21 @@ static int connect_redis(sc_publisher_t *p) {
   redisContext *c;
   redisReply *reply = NULL;
   int rc;
+  if (p->addr.sentinels != NULL) {
+    /* Ask on every connect: after a failover the primary has moved. */
+    char *host = NULL, serr[400];
+    int port = 0;
+    rc = sc_sentinel_resolve(p->addr.sentinels, p->addr.master_name, p->connect_timeout_ms, &host, &port, serr,
+                             sizeof serr);
+    if (rc != 0) {
+      set_error(p, "connect: %s", serr);
+      return rc == SC_ENOMEM ? rc : SC_ECONN;
+    }
+    free(p->addr.host);
+    p->addr.host = host;
+    p->addr.port = port;
+    sc_redis_addr_describe(&p->addr, p->where, sizeof p->where);
+  }
   errno = 0;
   if (p->addr.unix_path != NULL)
     c = redisConnectUnixWithTimeout(p->addr.unix_path, ms_to_tv(p->connect_timeout_ms));
@@ -209,6 +227,15 @@ static int connect_redis(sc_publisher_t *p) {
     rc = run_command(p, "SELECT", 2, argv, argvlen, &reply);
     if (rc != 0) goto fail;
     freeReplyObject(reply);
+  }
+  if (p->addr.sentinels != NULL) {
+    char serr[300];
+    rc = sc_sentinel_check_master(p->ctx, serr, sizeof serr);
+    if (rc != 0) {
+      set_error(p, "connect to %s: %s", p->where, serr);
+      rc = SC_ECONN;
+      goto fail;
+    }
   }
   return 0;
 

@@ -35,6 +35,9 @@ typedef struct sc_publisher_opts {
   int connect_timeout_ms;   /* 0: 2000 */
   int command_timeout_ms;   /* 0: 5000; also bounds each read/write of a publish */
   size_t max_message_bytes; /* 0: SC_DEFAULT_MAX_MESSAGE_BYTES (256 KiB); use kv-updater's value */
+  const char *sentinels;    /* "host:port,..." of Redis Sentinels: each connect asks them for the primary
+                               (the URL then only gives db and credentials); NULL: connect to the URL's host */
+  const char *master_name;  /* name the sentinels monitor; NULL: "statecast" */
 } sc_publisher_opts_t;
 
 /*

@@ -8,7 +8,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libh2o-dev libuv1-dev libhiredis-dev libcjson-dev
       libyaml-dev libssl-dev redis-server curl)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(libcriterion-dev)
+  pkgs+=(libcriterion-dev redis-sentinel)
 fi
 
 missing=()

@@ -152,6 +152,12 @@ static int connect_redis(const sc_conf_t *conf, redisContext **c) {
       return EXIT_REDIS;
     }
   }
+  if (sc_redis_addr_set_sentinels(&addr, sc_conf_str(conf, "redis_sentinels"), sc_conf_str(conf, "redis_master_name"),
+                                  err, sizeof err) != 0) {
+    sc_redis_addr_dispose(&addr);
+    fprintf(stderr, "%s: redis_sentinels: %s\n", PROGRAM, err);
+    return EXIT_USAGE;
+  }
   int rc = snap_redis_connect(c, &addr, (int)sc_conf_int(conf, "timeout_ms"), err, sizeof err);
   sc_redis_addr_dispose(&addr);
   if (rc != 0) {

@@ -10,6 +10,7 @@
 #include "json.h"
 #include "keys.h"
 #include "redis.h"
+#include "sentinel.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -61,9 +62,26 @@ int snap_redis_connect(redisContext **out, const struct sc_redis_addr *addr, int
   struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   redisReply *r = NULL;
   int rc;
+  /* Sentinel mode: connect to the primary the sentinels name (a shallow
+   * copy of addr with host/port replaced; master_host is ours). */
+  sc_redis_addr_t resolved;
+  char *master_host = NULL;
+  if (addr->sentinels != NULL) {
+    char serr[400];
+    int port = 0;
+    rc = sc_sentinel_resolve(addr->sentinels, addr->master_name, timeout_ms, &master_host, &port, serr, sizeof serr);
+    if (rc != 0) return errf(err, errlen, rc == SC_ENOMEM ? rc : SC_ECONN, "%s", serr);
+    resolved = *addr;
+    resolved.host = master_host;
+    resolved.port = port;
+    addr = &resolved;
+  }
   redisContext *c = addr->unix_path != NULL ? redisConnectUnixWithTimeout(addr->unix_path, tv)
                                             : redisConnectWithTimeout(addr->host, addr->port, tv);
-  if (c == NULL) return errf(err, errlen, SC_ENOMEM, "out of memory");
+  if (c == NULL) {
+    free(master_host);
+    return errf(err, errlen, SC_ENOMEM, "out of memory");
+  }
   char where[300];
   sc_redis_addr_describe(addr, where, sizeof where);
   if (c->err) {
@@ -101,6 +119,14 @@ int snap_redis_connect(redisContext **out, const struct sc_redis_addr *addr, int
     freeReplyObject(r);
     r = NULL;
   }
+  if (master_host != NULL) {
+    char serr[300];
+    rc = sc_sentinel_check_master(c, serr, sizeof serr);
+    if (rc != 0) {
+      rc = errf(err, errlen, rc, "Redis at %s: %s", where, serr);
+      goto fail;
+    }
+  }
   r = redisCommand(c, "CLIENT SETNAME statecast-snapshot");
   if (r == NULL) {
     rc = ctx_fail(c, err, errlen, "CLIENT SETNAME");
@@ -111,11 +137,13 @@ int snap_redis_connect(redisContext **out, const struct sc_redis_addr *addr, int
     goto fail;
   }
   freeReplyObject(r);
+  free(master_host);
   *out = c;
   return 0;
 fail:
   if (r != NULL) freeReplyObject(r);
   redisFree(c);
+  free(master_host);
   return rc;
 }
 
