@@ -38,10 +38,16 @@ struct api_server {
   h2o_mimemap_t *mimemap; /* owned (h2o shared refcount) */
   pending_t *pending;    /* owned array */
   size_t npending, cappending;
-  uv_timer_t load_timer; /* retries a failed load */
+  uv_timer_t load_timer; /* retries a failed load or catch-up */
   uv_timer_t stop_timer; /* shutdown progress */
   uint64_t stop_elapsed_ms;
   int loading, sub_up, ready, draining, closed, cut_done;
+  int catching_up;          /* a catch-up runs (or waits for its retry); notifications are buffered */
+  int catchup_is_gap;       /* why the running catch-up started (metrics) */
+  /* Every commit with seq <= applied_seq is reflected in store. The store's
+   * own last_seq can be higher (a load reads a topic changed after its
+   * snapshot at the newer seq), so gaps are judged against this one. */
+  uint64_t applied_seq;
   unsigned drain_ms;
   api_server_closed_cb on_closed; /* shutdown's callback */
   void *on_closed_data;
@@ -49,12 +55,15 @@ struct api_server {
   char *web_root;    /* owned, NULL: no web display */
   /* metrics */
   uint64_t notifications, notifications_bad, reloads, loads;
+  uint64_t outages;                  /* subscription up -> down transitions */
+  uint64_t catchups_reconnect, catchups_gap, catchup_changes;
 };
 
 static void on_sub_state(sc_redis_t *r, int up, const char *why, void *data);
 static void on_notify(sc_redis_t *r, const char *pattern, const char *channel, size_t channel_len, const char *msg,
                       size_t msg_len, void *data);
 static void on_loaded(api_loader_t *l, int status, api_store_t *store, uint64_t snap_seq, void *data);
+static void on_caught_up(api_loader_t *l, int status, const api_delta_t *delta, void *data);
 static void on_load_timer(uv_timer_t *t);
 static void on_stop_timer(uv_timer_t *t);
 static int on_events(sc_httpd_handler_t *self, h2o_req_t *req);
@@ -78,6 +87,7 @@ static void start_load(api_server_t *s) {
     s->loader = NULL;
   }
   clear_pending(s);
+  s->catching_up = 0;
   s->loading = 1;
   int rc = api_loader_start(&s->loader, s->cmd, 0, 1000, on_loaded, s);
   if (rc != 0) {
@@ -87,9 +97,28 @@ static void start_load(api_server_t *s) {
   }
 }
 
+/* Catch up from the store's last seq into the same store (after a
+ * reconnect, or a gap in the notification seqs). Notifications keep being
+ * buffered (s->pending) until it is done; one catch-up at a time. */
+static void start_catchup(api_server_t *s) {
+  if (s->draining || !s->sub_up || s->store == NULL || s->loader != NULL) return;
+  s->catching_up = 1;
+  uint64_t since = s->applied_seq;
+  int rc = api_loader_start_since(&s->loader, s->cmd, since, 1000, on_caught_up, s);
+  if (rc != 0) {
+    s->loader = NULL;
+    SC_DEBUG("catch-up deferred: %s", sc_strerror(rc));
+    uv_timer_start(&s->load_timer, on_load_timer, 200, 0);
+  }
+}
+
 static void on_load_timer(uv_timer_t *t) {
   api_server_t *s = t->data;
-  if (s->loading && s->loader == NULL) start_load(s);
+  if (s->loader != NULL) return;
+  if (s->loading)
+    start_load(s);
+  else if (s->catching_up)
+    start_catchup(s);
 }
 
 static int cmp_pending(const void *a, const void *b) {
@@ -122,6 +151,97 @@ static int apply_notify(api_store_t *st, const sc_notify_t *n) {
   return api_store_apply(st, n->seq, n->ts, n->topic, n->topic_len, n->data, n->data_len);
 }
 
+/* Buffer a notification while a load or catch-up runs. 0 or SC_ENOMEM. */
+static int buffer_notify(api_server_t *s, const char *msg, size_t msg_len) {
+  if (s->npending == s->cappending) {
+    size_t nc = s->cappending ? s->cappending * 2 : 64;
+    pending_t *np = realloc(s->pending, nc * sizeof *np);
+    if (np == NULL) return SC_ENOMEM;
+    s->pending = np;
+    s->cappending = nc;
+  }
+  pending_t *p = &s->pending[s->npending];
+  p->payload = malloc(msg_len + 1);
+  if (p->payload == NULL) return SC_ENOMEM;
+  memcpy(p->payload, msg, msg_len);
+  p->payload[msg_len] = '\0';
+  if (sc_notify_parse(p->payload, msg_len, &p->n) != 0) {
+    free(p->payload);
+    return 0;
+  }
+  s->npending++;
+  return 0;
+}
+
+/* One notification against the live store: seqs are global and every
+ * commit publishes exactly one notification, so seq == last + 1 is the
+ * next commit, seq <= last is already known (skipped; a topic's own seq
+ * guard would also stop it), and seq > last + 1 means pub/sub dropped
+ * something: buffer it and catch up. Returns 1 applied, 0 skipped or
+ * buffered, -1 a reload was started, or an SC_E* error. */
+static int live_notify(api_server_t *s, const sc_notify_t *n, const char *msg, size_t msg_len) {
+  api_store_t *st = s->store;
+  if (api_store_epoch(st) != NULL && n->epoch_len == SC_SSE_EPOCH_LEN && !epoch_matches(st, n)) {
+    SC_INFO("epoch changed (Redis lost or replaced its data); reloading the state");
+    s->reloads++;
+    start_load(s);
+    return -1;
+  }
+  uint64_t last = s->applied_seq;
+  if (n->seq <= last) return 0;
+  if (n->seq > last + 1) {
+    SC_INFO("notification seq %llu after %llu: %llu missed; catching up", (unsigned long long)n->seq,
+            (unsigned long long)last, (unsigned long long)(n->seq - last - 1));
+    int rc = buffer_notify(s, msg, msg_len);
+    if (rc != 0) {
+      s->reloads++;
+      start_load(s);
+      return -1;
+    }
+    s->catchup_is_gap = 1;
+    start_catchup(s);
+    return 0;
+  }
+  int rc = apply_notify(st, n);
+  if (rc == -1) {
+    s->reloads++;
+    start_load(s);
+  } else if (rc >= 0) {
+    s->applied_seq = n->seq;
+  }
+  return rc;
+}
+
+/* After a load or catch-up: apply the buffered notifications newer than
+ * snap_seq in seq order through the live path (which may start a catch-up
+ * for a gap; the rest then stay buffered for it). */
+static void drain_pending(api_server_t *s, uint64_t snap_seq) {
+  if (s->npending > 1) qsort(s->pending, s->npending, sizeof *s->pending, cmp_pending);
+  pending_t *p = s->pending;
+  size_t n = s->npending, applied = 0, i;
+  /* Take the array: live_notify may buffer into a fresh one. */
+  s->pending = NULL;
+  s->npending = s->cappending = 0;
+  for (i = 0; i < n; i++) {
+    if (s->loading || s->catching_up) {
+      if (buffer_notify(s, p[i].payload, strlen(p[i].payload)) != 0) break;
+      continue;
+    }
+    if (p[i].n.seq <= snap_seq) continue;
+    int rc = live_notify(s, &p[i].n, p[i].payload, strlen(p[i].payload));
+    if (rc == 1) applied++;
+    if (rc < -1) SC_WARN("applying a buffered notification: %s", sc_strerror(rc));
+  }
+  if (i < n && !s->loading) {
+    SC_ERROR("out of memory buffering notifications; reloading");
+    s->reloads++;
+    start_load(s);
+  }
+  for (size_t j = 0; j < n; j++) free(p[j].payload);
+  free(p);
+  if (applied > 0 || n > 0) SC_INFO("applied %zu of %zu notifications received meanwhile", applied, n);
+}
+
 static void on_loaded(api_loader_t *l, int status, api_store_t *store, uint64_t snap_seq, void *data) {
   (void)l;
   api_server_t *s = data;
@@ -130,33 +250,75 @@ static void on_loaded(api_loader_t *l, int status, api_store_t *store, uint64_t 
     uv_timer_start(&s->load_timer, on_load_timer, 1000, 0);
     return;
   }
-  if (s->npending > 1) qsort(s->pending, s->npending, sizeof *s->pending, cmp_pending);
-  size_t applied = 0;
-  for (size_t i = 0; i < s->npending; i++) {
-    const sc_notify_t *n = &s->pending[i].n;
-    if (n->seq <= snap_seq) continue;
-    int rc = apply_notify(store, n);
-    if (rc == 1) applied++;
-    if (rc == -1) {
-      SC_INFO("epoch changed during load; loading again");
-      api_store_free(store);
-      start_load(s);
-      return;
-    }
-    if (rc < 0) SC_WARN("applying a buffered notification: %s", sc_strerror(rc));
-  }
-  SC_INFO("applied %zu of %zu notifications received during the load", applied, s->npending);
-  clear_pending(s);
   s->loading = 0;
   s->loads++;
+  s->applied_seq = snap_seq;
   api_store_t *old = s->store;
   s->store = store;
+  /* A new data set: streams of the old store end and resume (or get the
+   * full state with full:true) on reconnect, never a mix of both. */
   api_hub_set_store(&s->hub, store, API_DROP_RELOAD);
   api_store_free(old);
   s->ready = 1;
   const char *ep = api_store_epoch(store);
   SC_INFO("state loaded: %zu topics, %zu tombstones, seq %llu, epoch %s", api_store_live_count(store),
           api_store_tomb_count(store), (unsigned long long)api_store_last_seq(store), ep ? ep : "(none)");
+  drain_pending(s, snap_seq);
+  if (s->store != NULL) api_hub_notify(&s->hub);
+}
+
+static void on_caught_up(api_loader_t *l, int status, const api_delta_t *d, void *data) {
+  (void)l;
+  api_server_t *s = data;
+  s->loader = NULL;
+  if (status != 0) {
+    uv_timer_start(&s->load_timer, on_load_timer, 1000, 0);
+    return;
+  }
+  api_store_t *st = s->store;
+  const char *ep = api_store_epoch(st);
+  const char *why = NULL;
+  if (ep == NULL && d->has_epoch && (api_store_live_count(st) != 0 || api_store_tomb_count(st) != 0))
+    why = "the store has no epoch";
+  else if (ep != NULL && (!d->has_epoch || memcmp(ep, d->epoch, SC_SSE_EPOCH_LEN) != 0))
+    why = "new epoch (Redis lost or replaced its data)";
+  else if (d->snap_seq < d->since)
+    why = "Redis went back in time (restored an older copy)";
+  else if (d->since < d->deleted_floor)
+    why = "tombstones were trimmed past our last seq";
+  if (why != NULL) {
+    SC_INFO("catch-up from seq %llu impossible: %s; reloading the state", (unsigned long long)d->since, why);
+    s->reloads++;
+    start_load(s);
+    return;
+  }
+  if (ep == NULL && d->has_epoch) api_store_set_epoch(st, d->epoch);
+  size_t applied = 0;
+  for (size_t i = 0; i < d->n; i++) {
+    const api_change_t *c = &d->changes[i];
+    int rc = api_store_apply(st, c->seq, c->ts, c->topic, c->topic_len, c->data, c->data_len);
+    if (rc == 1) applied++;
+    if (rc < 0) {
+      SC_ERROR("catch-up: applying %s: %s; reloading the state", c->topic, sc_strerror(rc));
+      s->reloads++;
+      start_load(s);
+      return;
+    }
+  }
+  api_store_raise_last_seq(st, d->snap_seq);
+  if (d->snap_seq > s->applied_seq) s->applied_seq = d->snap_seq;
+  if (s->catchup_is_gap)
+    s->catchups_gap++;
+  else
+    s->catchups_reconnect++;
+  s->catchup_changes += applied;
+  SC_INFO("caught up from seq %llu to %llu: %zu changes", (unsigned long long)d->since,
+          (unsigned long long)d->snap_seq, applied);
+  s->catching_up = 0;
+  s->catchup_is_gap = 0;
+  s->ready = 1;
+  drain_pending(s, d->snap_seq);
+  if (s->store != NULL) api_hub_notify(&s->hub);
 }
 
 /* ---- Redis ------------------------------------------------------------ */
@@ -164,19 +326,32 @@ static void on_loaded(api_loader_t *l, int status, api_store_t *store, uint64_t 
 static void on_sub_state(sc_redis_t *r, int up, const char *why, void *data) {
   (void)r;
   api_server_t *s = data;
+  int was_up = s->sub_up;
   s->sub_up = up;
   if (up) {
-    SC_INFO("subscribed to %s; loading state", SC_KEYS_NOTIFY);
-    if (s->store != NULL) s->reloads++;
-    start_load(s);
+    if (s->store == NULL) {
+      SC_INFO("subscribed to %s; loading state", SC_KEYS_NOTIFY);
+      start_load(s);
+    } else {
+      /* Subscribed first: everything committed from now on is buffered;
+       * what was committed while we were away comes from the catch-up. */
+      SC_INFO("subscribed to %s again; catching up from seq %llu", SC_KEYS_NOTIFY,
+              (unsigned long long)s->applied_seq);
+      s->catchup_is_gap = 0;
+      start_catchup(s);
+    }
   } else {
-    SC_WARN("notification subscription down: %s", why ? why : "");
+    /* Streams stay open on the last known state; /readyz says so. */
+    SC_WARN("notification subscription down: %s; serving the last known state", why ? why : "");
+    if (was_up) s->outages++;
     s->ready = 0;
     if (s->loader != NULL) {
       api_loader_cancel(s->loader);
       s->loader = NULL;
     }
+    uv_timer_stop(&s->load_timer);
     s->loading = 0;
+    s->catching_up = 0;
     clear_pending(s);
   }
 }
@@ -192,42 +367,17 @@ static void on_notify(sc_redis_t *r, const char *pattern, const char *channel, s
     SC_WARN("ignoring a malformed notification (%zu bytes)", msg_len);
     return;
   }
-  if (s->loading) {
-    if (s->npending == s->cappending) {
-      size_t nc = s->cappending ? s->cappending * 2 : 64;
-      pending_t *np = realloc(s->pending, nc * sizeof *np);
-      if (np == NULL) {
-        SC_ERROR("out of memory buffering notifications; reloading");
-        start_load(s);
-        return;
-      }
-      s->pending = np;
-      s->cappending = nc;
-    }
-    pending_t *p = &s->pending[s->npending];
-    p->payload = malloc(msg_len + 1);
-    if (p->payload == NULL) {
+  if (s->loading || s->catching_up) {
+    if (buffer_notify(s, msg, msg_len) != 0) {
+      SC_ERROR("out of memory buffering notifications; reloading");
+      s->reloads++;
       start_load(s);
-      return;
     }
-    memcpy(p->payload, msg, msg_len);
-    p->payload[msg_len] = '\0';
-    if (sc_notify_parse(p->payload, msg_len, &p->n) != 0) {
-      free(p->payload);
-      return;
-    }
-    s->npending++;
     return;
   }
   if (s->store == NULL) return;
-  int rc = apply_notify(s->store, &n);
-  if (rc == -1) {
-    SC_INFO("epoch changed (Redis lost its data?); reloading the state");
-    s->reloads++;
-    start_load(s);
-    return;
-  }
-  if (rc < 0) {
+  int rc = live_notify(s, &n, msg, msg_len);
+  if (rc < -1) {
     SC_WARN("applying a notification: %s", sc_strerror(rc));
     return;
   }
@@ -305,9 +455,7 @@ static int parse_query(api_server_t *s, h2o_req_t *req, sc_sse_filter_t *f, h2o_
 }
 
 static void respond_not_ready(api_server_t *s, h2o_req_t *req) {
-  const char *why = s->draining ? "shutting down"
-                    : !s->sub_up ? "redis subscription down"
-                                 : "loading state";
+  const char *why = s->draining ? "shutting down" : !s->sub_up ? "redis down" : "loading state";
   h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("retry-after"), 0, NULL, H2O_STRLIT("1"));
   sc_httpd_respond_error(req, 503, "Service Unavailable", why);
 }
@@ -457,7 +605,10 @@ static int on_readyz(sc_httpd_handler_t *self, h2o_req_t *req) {
     sc_httpd_respond(req, 200, "OK", "application/json", H2O_STRLIT("{\"status\":\"ready\"}"));
     return 0;
   }
-  const char *why = s->draining ? "shutting down" : !s->sub_up ? "redis subscription down" : "loading state";
+  const char *why = s->draining      ? "shutting down"
+                    : !s->sub_up     ? "redis down"
+                    : s->catching_up ? "catching up after a Redis reconnect"
+                                     : "loading state";
   sc_httpd_respond_error(req, 503, "Service Unavailable", why);
   return 0;
 }
@@ -519,6 +670,17 @@ static int on_metrics(sc_httpd_handler_t *self, h2o_req_t *req) {
             (unsigned long long)sc_redis_reconnects(s->sub));
   tb_printf(&b, "statecast_api_redis_reconnects_total{conn=\"cmd\"} %llu\n",
             (unsigned long long)sc_redis_reconnects(s->cmd));
+  tb_printf(&b, "# HELP statecast_api_redis_up 1 while the notification subscription is live.\n# TYPE statecast_api_redis_up gauge\n");
+  tb_printf(&b, "statecast_api_redis_up %d\n", s->sub_up ? 1 : 0);
+  tb_printf(&b, "# HELP statecast_api_redis_outages_total Times the notification subscription went down (streams stay open).\n# TYPE statecast_api_redis_outages_total counter\n");
+  tb_printf(&b, "statecast_api_redis_outages_total %llu\n", (unsigned long long)s->outages);
+  tb_printf(&b, "# HELP statecast_api_catchups_total Catch-ups of commits missed, by cause.\n# TYPE statecast_api_catchups_total counter\n");
+  tb_printf(&b, "statecast_api_catchups_total{reason=\"reconnect\"} %llu\n", (unsigned long long)s->catchups_reconnect);
+  tb_printf(&b, "statecast_api_catchups_total{reason=\"gap\"} %llu\n", (unsigned long long)s->catchups_gap);
+  tb_printf(&b, "# HELP statecast_api_catchup_changes_total Commits applied by catch-ups.\n# TYPE statecast_api_catchup_changes_total counter\n");
+  tb_printf(&b, "statecast_api_catchup_changes_total %llu\n", (unsigned long long)s->catchup_changes);
+  tb_printf(&b, "# HELP statecast_api_state_reloads_total Full reloads after the first load (new epoch, catch-up impossible).\n# TYPE statecast_api_state_reloads_total counter\n");
+  tb_printf(&b, "statecast_api_state_reloads_total %llu\n", (unsigned long long)s->reloads);
   tb_printf(&b, "# HELP statecast_api_last_seq Highest commit sequence applied.\n# TYPE statecast_api_last_seq gauge\n");
   tb_printf(&b, "statecast_api_last_seq %llu\n", (unsigned long long)(s->store ? api_store_last_seq(s->store) : 0));
   tb_printf(&b, "# HELP statecast_api_topics Live topics in the store.\n# TYPE statecast_api_topics gauge\n");
