@@ -207,6 +207,26 @@ Test(sentinel, kv_updater_follows_a_failover_without_a_restart) {
   }
   /* The replicated state survived and the new commit continued from it. */
   cr_assert(committed_on(g_replica.port, "ha/before", "{\"n\":1}"));
+
+  /* The blocking users find the new primary too: the publisher CLI publishes
+   * to it, and statecast-snapshot saves from it. */
+  char *pub = sc_test_bin("statecast-publisher");
+  char *const pargv[] = {pub, "--redis-url", "redis://127.0.0.1:1", "--redis-sentinels", sentinels,
+                         "ha/cli", "{\"n\":3}", NULL};
+  char out[4096], err[4096];
+  int code = sc_test_run(pub, pargv, NULL, NULL, out, sizeof out, err, sizeof err);
+  free(pub);
+  cr_assert_eq(code, 0, "statecast-publisher through the sentinel: %s", err);
+  for (int waited = 0; waited < WAIT_MS && !committed_on(g_replica.port, "ha/cli", "{\"n\":3}"); waited += 100)
+    usleep(100 * 1000);
+  cr_assert(committed_on(g_replica.port, "ha/cli", "{\"n\":3}"), "the CLI's publish was not committed");
+  char *snap = sc_test_bin("statecast-snapshot");
+  char *const sargv[] = {snap, "save", "--redis-url", "redis://127.0.0.1:1", "--redis-sentinels", sentinels, NULL};
+  static char sout[1 << 16];
+  code = sc_test_run(snap, sargv, NULL, NULL, sout, sizeof sout, err, sizeof err);
+  free(snap);
+  cr_assert_eq(code, 0, "statecast-snapshot save through the sentinel: %s", err);
+  cr_assert(strstr(sout, "ha/before") != NULL && strstr(sout, "ha/cli") != NULL, "snapshot: %.300s", sout);
   int st = sc_test_stop(g_kvu, SIGTERM, 10000);
   g_kvu = -1;
   cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "kv-updater should exit 0 (status %d)", st);
