@@ -11,6 +11,10 @@
  *   statecast:deleted_floor string highest seq of a tombstone trimmed from the cap
  *   statecast:notify    channel   one message per commit (see envelope.h, sc_notify_*)
  *   statecast:rejected  list      the last 1000 rejected messages, newest first
+ *   statecast:inbox     stream    durable publishes (fields topic, data); consumer group
+ *                                 "kv-updater"; entries are XDELed once committed
+ *   statecast:leader    string    lease of the committing kv-updater: its random token, PX lease_ms
+ *   statecast:deleted_src hash    topic -> id of the last inbox entry applied, for deleted topics
  *
  * The braces in update:{T} and state:{T} are literal Redis Cluster hash tags:
  * a topic's channel and key hash to one slot.
@@ -28,6 +32,10 @@
 #define SC_KEYS_DELETED_FLOOR "statecast:deleted_floor"
 #define SC_KEYS_NOTIFY "statecast:notify"
 #define SC_KEYS_REJECTED "statecast:rejected"
+#define SC_KEYS_INBOX "statecast:inbox"
+#define SC_KEYS_INBOX_GROUP "kv-updater"
+#define SC_KEYS_LEADER "statecast:leader"
+#define SC_KEYS_DELETED_SRC "statecast:deleted_src"
 
 /* How many rejected messages statecast:rejected keeps, and tombstones statecast:deleted keeps. */
 #define SC_KEYS_REJECTED_CAP 1000

@@ -45,7 +45,7 @@ static int on_metrics(sc_httpd_handler_t *self, h2o_req_t *req) {
   if (!path_is(req, "/metrics")) return on_other(self, req);
   kvu_stats_t st;
   kvu_get_stats(self->data, &st);
-  char buf[4096];
+  char buf[8192];
   size_t n = kvu_metrics_format(&st, buf, sizeof buf);
   sc_httpd_respond(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", buf, n);
   return 0;

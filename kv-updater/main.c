@@ -30,6 +30,9 @@ static const sc_conf_spec_t specs[] = {
      100000000, NULL},
     {"pending_max_bytes", SC_CONF_INT, "268435456", "bytes kept while Redis is down (oldest dropped beyond)", 0, 1024,
      17179869184LL, NULL},
+    {"lease_ms", SC_CONF_INT, "5000",
+     "leadership lease: only its holder commits; a standby takes over within about this long after the leader dies",
+     0, 300, 600000, NULL},
 };
 #define NSPECS (sizeof specs / sizeof specs[0])
 
@@ -126,6 +129,7 @@ int main(int argc, char **argv, char **envp) {
   opts.commit_timeout_ms = (int)sc_conf_int(conf, "commit_timeout_ms");
   opts.pending_max_messages = (size_t)sc_conf_int(conf, "pending_max_messages");
   opts.pending_max_bytes = (size_t)sc_conf_int(conf, "pending_max_bytes");
+  opts.lease_ms = (int)sc_conf_int(conf, "lease_ms");
   int rc = kvu_new(&app.kvu, &app.loop, &addr, &opts);
   if (rc != 0) {
     fprintf(stderr, "%s: cannot start: %s\n", PROGRAM, sc_strerror(rc));

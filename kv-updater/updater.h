@@ -12,6 +12,22 @@
  * (safe: a message is the full state, a repeat commits nothing).
  * Pub/sub is at-most-once: messages published while the subscription is
  * down are lost.
+ *
+ * Durable publishes arrive through the stream statecast:inbox (consumer
+ * group "kv-updater"): they are read, committed, and XACKed + XDELed by the
+ * commit script itself, so an entry leaves the stream only with its commit.
+ *
+ * Several replicas may run; only the holder of the lease statecast:leader
+ * (SET NX PX lease_ms with a random token, renewed every lease_ms/3)
+ * commits anything. A standby retries every lease_ms/5, stays subscribed
+ * but ignores pub/sub messages, and does not read the stream. A leader that
+ * cannot renew in time steps down at once and drops what it had queued
+ * (stream entries stay pending in the group; the next leader claims them);
+ * the commit script refuses a stale token ("NOTLEADER"), which covers
+ * commits already in flight. A new leader first claims every entry pending
+ * in the group (XAUTOCLAIM from 0-0), then reads new ones with a blocking
+ * XREADGROUP on a connection of its own, and every lease_ms re-claims
+ * entries idle for 2*lease_ms (delivered to a consumer that died or paused).
  */
 #ifndef KVU_UPDATER_H
 #define KVU_UPDATER_H
@@ -30,6 +46,7 @@ typedef struct kvu_opts {
   size_t pending_max_messages; /* 0: 100000 */
   size_t pending_max_bytes;   /* 0: 256 MiB */
   size_t max_inflight;        /* 0: 1024 commits pipelined at most */
+  int lease_ms;               /* 0: 5000; leadership lease (see above) */
 } kvu_opts_t;
 
 /* Counters and gauges for /metrics (a snapshot). */
@@ -41,6 +58,12 @@ typedef struct kvu_stats {
   uint64_t pending; /* queued + in flight */
   uint64_t last_seq;
   int sub_up, cmd_up;
+  int leader;                  /* 1 while this replica holds the lease */
+  uint64_t leader_changes;     /* times this replica became leader or stepped down */
+  uint64_t stream_committed;   /* statecast:inbox entries that committed a change */
+  uint64_t stream_stale;       /* inbox entries skipped as already applied or superseded */
+  uint64_t fenced;             /* commits refused with NOTLEADER */
+  uint64_t standby_ignored;    /* pub/sub messages ignored while standby */
 } kvu_stats_t;
 
 /* Create and start connecting both connections on loop. addr and opts are
@@ -58,7 +81,8 @@ void kvu_drain(kvu_t *k, int timeout_ms, kvu_drained_cb cb, void *data);
  * run (keep running the loop). NULL is a no-op. */
 void kvu_close(kvu_t *k);
 
-/* 1 when ready; otherwise 0 and *why (static text). */
+/* 1 when ready (connected and the first lease attempt answered: leader or
+ * standby); otherwise 0 and *why (static text). */
 int kvu_ready(const kvu_t *k, const char **why);
 void kvu_get_stats(const kvu_t *k, kvu_stats_t *st);
 /* Prometheus text exposition of st into buf; returns the length (truncated

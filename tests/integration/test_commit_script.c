@@ -182,3 +182,134 @@ Test(commit_script, epoch_is_kept_until_redis_loses_its_data) {
   cr_assert_str_neq(d.epoch, a.epoch);
   cr_assert_eq(d.seq, 1);
 }
+
+/* ---- the durable path: inbox entry ids and lease fencing ---- */
+
+/* XADD an inbox entry; its id into id (cap 64). */
+static void xadd(const char *topic, const char *data, char *id) {
+  redisReply *r = redisCommand(c, "XADD %s * topic %s data %s", SC_KEYS_INBOX, topic, data);
+  cr_assert(r != NULL && r->type == REDIS_REPLY_STRING);
+  snprintf(id, 64, "%s", r->str);
+  freeReplyObject(r);
+}
+
+/* Runs the script for an inbox entry with a lease token; the raw reply
+ * (caller frees). */
+static redisReply *commit_src(const char *topic, const char *data, const char *id, const char *token) {
+  sc_commit_cmd_t cmd;
+  cr_assert_eq(
+      sc_commit_argv_src(&cmd, 1, topic, strlen(topic), data, data ? strlen(data) : 0, id, token), 0);
+  redisReply *r = redisCommandArgv(c, SC_COMMIT_ARGC, cmd.argv, cmd.argvlen);
+  cr_assert_not_null(r);
+  return r;
+}
+
+static long long inbox_len(void) {
+  redisReply *r = redisCommand(c, "XLEN %s", SC_KEYS_INBOX);
+  long long n = r->integer;
+  freeReplyObject(r);
+  return n;
+}
+
+static long long inbox_pending(void) {
+  redisReply *r = redisCommand(c, "XPENDING %s %s", SC_KEYS_INBOX, SC_KEYS_INBOX_GROUP);
+  cr_assert(r != NULL && r->type == REDIS_REPLY_ARRAY);
+  long long n = r->element[0]->integer;
+  freeReplyObject(r);
+  return n;
+}
+
+static void lease(const char *token) {
+  redisReply *r = redisCommand(c, "SET %s %s", SC_KEYS_LEADER, token);
+  freeReplyObject(r);
+}
+
+static void group_read_all(void) {
+  redisReply *r = redisCommand(c, "XGROUP CREATE %s %s 0 MKSTREAM", SC_KEYS_INBOX, SC_KEYS_INBOX_GROUP);
+  freeReplyObject(r);
+  r = redisCommand(c, "XREADGROUP GROUP %s me STREAMS %s >", SC_KEYS_INBOX_GROUP, SC_KEYS_INBOX);
+  freeReplyObject(r);
+}
+
+Test(commit_script, inbox_entry_commits_records_src_and_leaves_the_stream) {
+  char id[64];
+  lease("tok");
+  xadd("s", "{\"v\":1}", id);
+  group_read_all();
+  cr_assert_eq(inbox_pending(), 1);
+  redisReply *r = commit_src("s", "{\"v\":1}", id, "tok");
+  cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "?");
+  cr_assert_eq(r->elements, 5);
+  cr_assert_eq(r->element[0]->integer, 1);
+  cr_assert_eq(r->element[4]->integer, 0);
+  freeReplyObject(r);
+  char *src = get("HGET %s src", "state:{s}");
+  cr_assert_str_eq(src, id);
+  free(src);
+  cr_assert_eq(inbox_len(), 0, "the committed entry is XDELed");
+  cr_assert_eq(inbox_pending(), 0, "the committed entry is XACKed");
+}
+
+Test(commit_script, an_older_inbox_entry_is_stale_but_still_acknowledged) {
+  char old_id[64], new_id[64];
+  lease("tok");
+  xadd("s", "\"old\"", old_id);
+  xadd("s", "\"new\"", new_id);
+  group_read_all();
+  freeReplyObject(commit_src("s", "\"new\"", new_id, "tok"));
+  char got[256];
+  next_notify(got, sizeof got);
+  redisReply *r = commit_src("s", "\"old\"", old_id, "tok");
+  cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+  cr_assert_eq(r->element[0]->integer, 0);
+  cr_assert_eq(r->element[4]->integer, 1, "stale");
+  freeReplyObject(r);
+  char *data = get("HGET %s data", "state:{s}");
+  cr_assert_str_eq(data, "\"new\"");
+  free(data);
+  next_notify(got, sizeof got);
+  cr_assert_str_eq(got, "", "a stale entry notifies nobody");
+  cr_assert_eq(inbox_len(), 0);
+  cr_assert_eq(inbox_pending(), 0);
+  /* The same entry again (re-delivered after a crash) is stale too. */
+  r = commit_src("s", "\"new\"", new_id, "tok");
+  cr_assert_eq(r->element[4]->integer, 1);
+  freeReplyObject(r);
+}
+
+Test(commit_script, a_deleted_topic_keeps_its_last_entry_id) {
+  char a[64], d[64];
+  lease("tok");
+  xadd("s", "1", a);
+  xadd("s", "null", d);
+  freeReplyObject(commit_src("s", "1", a, "tok"));
+  freeReplyObject(commit_src("s", NULL, d, "tok"));
+  char *src = get("HGET %s s", SC_KEYS_DELETED_SRC);
+  cr_assert_str_eq(src, d);
+  free(src);
+  redisReply *r = commit_src("s", "1", a, "tok");
+  cr_assert_eq(r->element[4]->integer, 1, "an entry older than the delete must not resurrect the topic");
+  freeReplyObject(r);
+  r = redisCommand(c, "EXISTS state:{s}");
+  cr_assert_eq(r->integer, 0);
+  freeReplyObject(r);
+}
+
+Test(commit_script, a_wrong_or_missing_lease_token_is_refused_with_notleader) {
+  char id[64];
+  xadd("f", "1", id);
+  redisReply *r = commit_src("f", "1", id, "tok");
+  cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+  cr_assert(strncmp(r->str, "NOTLEADER", 9) == 0, "%s", r->str);
+  freeReplyObject(r);
+  lease("other");
+  r = commit_src("f", "1", "", "tok");
+  cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+  cr_assert(strncmp(r->str, "NOTLEADER", 9) == 0, "%s", r->str);
+  freeReplyObject(r);
+  r = redisCommand(c, "EXISTS state:{f}");
+  cr_assert_eq(r->integer, 0, "a fenced commit changes nothing");
+  freeReplyObject(r);
+  cr_assert_eq(inbox_len(), 1, "a fenced commit leaves the entry in the stream");
+  cr_assert_null(get("GET %s", SC_KEYS_SEQ));
+}
