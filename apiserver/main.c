@@ -7,6 +7,7 @@
 #include "err.h"
 #include "httpd.h"
 #include "log.h"
+#include "auth.h"
 #include "redis.h"
 #include "server.h"
 
@@ -38,6 +39,25 @@ static const sc_conf_spec_t specs[] = {
     {"heartbeat_max_seconds", SC_CONF_INT, "300", "largest heartbeat= a stream may ask for", 0, 1, 3600, NULL},
     {"web_root", SC_CONF_STRING, NULL, "directory of the web display (default: installed share dir or source tree)",
      0, 0, 0, NULL},
+    {"jwt_secret_file", SC_CONF_STRING, NULL, "file with the HS256 secret of subscriber/publisher tokens (turns auth on)",
+     0, 0, 0, NULL},
+    {"jwt_public_key_file", SC_CONF_STRING, NULL, "PEM public key (RSA: RS256, EC P-256: ES256) of tokens (turns auth on)",
+     0, 0, 0, NULL},
+    {"jwt_audience", SC_CONF_STRING, NULL, "required aud claim of tokens", 0, 0, 0, NULL},
+    {"jwt_issuer", SC_CONF_STRING, NULL, "required iss claim of tokens", 0, 0, 0, NULL},
+    {"public_topics", SC_CONF_STRING, NULL, "comma-separated topic patterns readable without a token", 0, 0, 0, NULL},
+    {"streams_rate_per_second", SC_CONF_INT, "0", "new SSE streams per second per token and per address (0: off)", 0, 0,
+     1000000, NULL},
+    {"streams_burst", SC_CONF_INT, "20", "burst of new SSE streams per token and per address", 0, 1, 1000000, NULL},
+    {"publish_rate_per_second", SC_CONF_INT, "0", "HTTP publishes per second per token and per address (0: off)", 0,
+     0, 1000000, NULL},
+    {"publish_burst", SC_CONF_INT, "50", "burst of HTTP publishes per token and per address", 0, 1, 1000000, NULL},
+    {"publish_timeout_ms", SC_CONF_INT, "5000", "POST /publish waits this long for the commit (then 504)", 0, 100,
+     600000, NULL},
+    {"tls_cert_file", SC_CONF_STRING, NULL, "PEM certificate chain: serve HTTPS (HTTP/2 over ALPN)", 0, 0, 0, NULL},
+    {"tls_key_file", SC_CONF_STRING, NULL, "PEM private key of tls_cert_file", 0, 0, 0, NULL},
+    {"request_timeout_seconds", SC_CONF_INT, "10", "time a client has to send a request's head (HTTP/1)", 0, 1, 3600,
+     NULL},
 };
 #define NSPECS (sizeof specs / sizeof specs[0])
 
@@ -162,6 +182,25 @@ int main(int argc, char **argv, char **envp) {
   long long ms = sc_conf_int(conf, "max_streams");
   opts.max_streams = ms > 0 ? (size_t)ms : default_max_streams();
   if (opts.web_root == NULL) SC_WARN("web_root %s is not a directory; the web display is off", web_root);
+  opts.streams_rate = (double)sc_conf_int(conf, "streams_rate_per_second");
+  opts.streams_burst = (double)sc_conf_int(conf, "streams_burst");
+  opts.publish_rate = (double)sc_conf_int(conf, "publish_rate_per_second");
+  opts.publish_burst = (double)sc_conf_int(conf, "publish_burst");
+  opts.publish_timeout_ms = (unsigned)sc_conf_int(conf, "publish_timeout_ms");
+  opts.max_message_bytes = (size_t)sc_conf_int(conf, "max_message_bytes");
+  opts.tls_cert_file = sc_conf_str(conf, "tls_cert_file");
+  opts.tls_key_file = sc_conf_str(conf, "tls_key_file");
+  opts.request_timeout_ms = (unsigned)sc_conf_int(conf, "request_timeout_seconds") * 1000u;
+  api_auth_opts_t ao = {sc_conf_str(conf, "jwt_secret_file"), sc_conf_str(conf, "jwt_public_key_file"),
+                        sc_conf_str(conf, "jwt_audience"), sc_conf_str(conf, "jwt_issuer"),
+                        sc_conf_str(conf, "public_topics")};
+  if (api_auth_new(&opts.auth, &ao, err, sizeof err) != 0) {
+    fprintf(stderr, "%s: %s\n", PROGRAM, err);
+    goto done;
+  }
+  if (opts.auth != NULL)
+    SC_INFO("subscriber auth on: %s tokens%s", api_auth_alg(opts.auth),
+            api_auth_public(opts.auth)->n ? ", some topics public" : "");
 
   err[0] = '\0';
   int rc = api_server_new(&app.srv, &app.loop, &opts, err, sizeof err);

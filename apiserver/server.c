@@ -4,6 +4,7 @@
  */
 #include "server.h"
 
+#include "auth.h"
 #include "envelope.h"
 #include "err.h"
 #include "fields.h"
@@ -11,15 +12,19 @@
 #include "keys.h"
 #include "loader.h"
 #include "log.h"
+#include "publish.h"
+#include "ratelimit.h"
 #include "sse.h"
 #include "store.h"
 #include "stream.h"
 
+#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* A notification received while loading: a copy of the payload and its parse. */
 typedef struct pending {
@@ -53,6 +58,10 @@ struct api_server {
   void *on_closed_data;
   char *cors_origin; /* owned */
   char *web_root;    /* owned, NULL: no web display */
+  api_auth_t *auth;  /* owned; NULL: no auth (every topic readable, no HTTP publishing) */
+  api_rl_t *rl_streams, *rl_publish; /* owned; NULL: off */
+  api_publish_cfg_t pubcfg;
+  uint64_t published, rate_limited;
   /* metrics */
   uint64_t notifications, notifications_bad, reloads, loads;
   uint64_t outages;                  /* subscription up -> down transitions */
@@ -72,6 +81,7 @@ static int on_healthz(sc_httpd_handler_t *self, h2o_req_t *req);
 static int on_readyz(sc_httpd_handler_t *self, h2o_req_t *req);
 static int on_metrics(sc_httpd_handler_t *self, h2o_req_t *req);
 static int on_files(sc_httpd_handler_t *self, h2o_req_t *req);
+static int on_publish(sc_httpd_handler_t *self, h2o_req_t *req);
 
 /* ---- loading ---------------------------------------------------------- */
 
@@ -460,6 +470,48 @@ static void respond_not_ready(api_server_t *s, h2o_req_t *req) {
   sc_httpd_respond_error(req, 503, "Service Unavailable", why);
 }
 
+/* ---- auth and limits hooks (auth.h, ratelimit.h) ----------------------- */
+
+static int64_t wall_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "addr:<ip>" of the client. */
+static void addr_key(h2o_req_t *req, char *out, size_t cap) {
+  struct sockaddr_storage ss;
+  char ip[INET6_ADDRSTRLEN] = "?";
+  socklen_t l = req->conn->callbacks->get_peername != NULL
+                    ? req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss)
+                    : 0;
+  if (l > 0 && ss.ss_family == AF_INET)
+    inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof ip);
+  else if (l > 0 && ss.ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof ip);
+  snprintf(out, cap, "addr:%s", ip);
+}
+
+/* Take a token from rl for the token's key (if any) and the client
+ * address. Answers 429 with Retry-After and returns -1 when over. */
+static int rate_check(api_server_t *s, api_rl_t *rl, h2o_req_t *req, const api_claims_t *c, int has_token) {
+  if (rl == NULL) return 0;
+  char ak[64];
+  addr_key(req, ak, sizeof ak);
+  uint64_t now = uv_now(s->loop);
+  unsigned wait = has_token ? api_rl_take(rl, c->key, now) : 0;
+  unsigned w2 = api_rl_take(rl, ak, now);
+  if (w2 > wait) wait = w2;
+  if (wait == 0) return 0;
+  s->rate_limited++;
+  char v[16];
+  int n = snprintf(v, sizeof v, "%u", wait);
+  h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("retry-after"), 0, NULL,
+                        h2o_strdup(&req->pool, v, (size_t)n).base, (size_t)n);
+  sc_httpd_respond_error(req, 429, "Too Many Requests", "rate limit exceeded");
+  return -1;
+}
+
 /* ---- endpoints -------------------------------------------------------- */
 
 static int on_events(sc_httpd_handler_t *self, h2o_req_t *req) {
@@ -470,6 +522,9 @@ static int on_events(sc_httpd_handler_t *self, h2o_req_t *req) {
     sc_httpd_respond(req, 200, "OK", "text/event-stream", "", 0);
     return 0;
   }
+  api_claims_t claims;
+  int has_token;
+  if (api_auth_gate(s->auth, req, wall_now_ms() / 1000, &claims, &has_token) != 0) return 0;
   sc_sse_filter_t f = {0};
   h2o_iovec_t id = {NULL, 0};
   const char *reason = "bad query";
@@ -478,9 +533,19 @@ static int on_events(sc_httpd_handler_t *self, h2o_req_t *req) {
   api_stream_params_t params = {fields, 0};
   if (parse_query(s, req, &f, &id, fields, &params.heartbeat_ms, &reason) != 0) {
     sc_sse_filter_dispose(&f);
+    api_claims_dispose(&claims);
     sc_httpd_respond(req, 400, "Bad Request", NULL, reason, strlen(reason));
     return 0;
   }
+  /* The stream's filter becomes a subset of what the token grants, so it never sees other topics. */
+  if (api_auth_scope(s->auth, req, &claims, has_token, &f) != 0 ||
+      rate_check(s, s->rl_streams, req, &claims, has_token) != 0) {
+    sc_sse_filter_dispose(&f);
+    api_claims_dispose(&claims);
+    return 0;
+  }
+  if (has_token && claims.exp > 0) params.expires_ms = claims.exp * 1000;
+  api_claims_dispose(&claims);
   if (s->store == NULL || s->draining) {
     sc_sse_filter_dispose(&f);
     respond_not_ready(s, req);
@@ -510,7 +575,25 @@ static int on_state(sc_httpd_handler_t *self, h2o_req_t *req) {
   int whole = path_is(req, "/state");
   if (!whole && !(p.len > 7 && memcmp(p.base, "/state/", 7) == 0)) return -1;
   if (!method_ok(req)) return 0;
+  api_claims_t claims;
+  int has_token;
+  if (api_auth_gate(s->auth, req, wall_now_ms() / 1000, &claims, &has_token) != 0) return 0;
+  if (s->auth != NULL && !whole) {
+    char t[SC_TOPIC_MAX * 3 + 1];
+    size_t rl = p.len - 7 > sizeof t - 1 ? sizeof t - 1 : p.len - 7;
+    size_t tl = url_decode(t, p.base + 7, rl);
+    if (memchr(t, '*', tl) != NULL || !api_auth_covers(&claims.subscribe, api_auth_public(s->auth), t, tl)) {
+      api_claims_dispose(&claims);
+      if (has_token)
+        sc_httpd_respond_error(req, 403, "Forbidden", "topic not allowed by the token");
+      else
+        api_auth_respond_401(req, "a token is required for this topic", 0);
+      return 0;
+    }
+  }
+  if (!whole) api_claims_dispose(&claims); /* only the topic check needed them */
   if (s->store == NULL) {
+    api_claims_dispose(&claims);
     respond_not_ready(s, req);
     return 0;
   }
@@ -552,7 +635,14 @@ static int on_state(sc_httpd_handler_t *self, h2o_req_t *req) {
   fields->n = 0;
   if (parse_query(s, req, &f, &id, fields, NULL, &reason) != 0) {
     sc_sse_filter_dispose(&f);
+    api_claims_dispose(&claims);
     sc_httpd_respond(req, 400, "Bad Request", NULL, reason, strlen(reason));
+    return 0;
+  }
+  int refused = api_auth_scope(s->auth, req, &claims, has_token, &f);
+  api_claims_dispose(&claims);
+  if (refused != 0) {
+    sc_sse_filter_dispose(&f);
     return 0;
   }
   size_t cap = 64;
@@ -740,12 +830,35 @@ notfound:
   return 0;
 }
 
+static int on_publish(sc_httpd_handler_t *self, h2o_req_t *req) {
+  api_server_t *s = self->data;
+  h2o_iovec_t p = req->path_normalized;
+  if (!path_is(req, "/publish") && !(p.len > 9 && memcmp(p.base, "/publish/", 9) == 0)) return -1;
+  if (s->auth == NULL) {
+    sc_httpd_respond_error(req, 403, "Forbidden", "publishing over HTTP needs STATECAST_JWT_* configured");
+    return 0;
+  }
+  api_claims_t claims;
+  int has_token;
+  if (api_auth_gate(s->auth, req, wall_now_ms() / 1000, &claims, &has_token) != 0) return 0;
+  if (!has_token) {
+    api_auth_respond_401(req, "a token with publish patterns is required", 0);
+  } else if (rate_check(s, s->rl_publish, req, &claims, has_token) == 0) {
+    api_publish_handle(&s->pubcfg, req, &claims);
+  }
+  api_claims_dispose(&claims);
+  return 0;
+}
+
 /* ---- lifecycle -------------------------------------------------------- */
 
 int api_server_new(api_server_t **out, uv_loop_t *loop, const api_server_opts_t *o, char *err, size_t errlen) {
   int rc = SC_ENOMEM;
   api_server_t *s = calloc(1, sizeof *s);
-  if (s == NULL) goto fail;
+  if (s == NULL) {
+    api_auth_free(o->auth); /* moved in even on failure */
+    goto fail;
+  }
   s->loop = loop;
   s->drain_ms = o->drain_ms;
   uv_timer_init(loop, &s->load_timer);
@@ -766,6 +879,10 @@ int api_server_new(api_server_t **out, uv_loop_t *loop, const api_server_opts_t 
     while (l > 1 && s->web_root[l - 1] == '/') s->web_root[--l] = '\0';
   }
   s->mimemap = h2o_mimemap_create();
+  s->auth = o->auth;
+  rc = api_rl_new(&s->rl_streams, o->streams_rate, o->streams_burst, 100000);
+  if (rc == 0) rc = api_rl_new(&s->rl_publish, o->publish_rate, o->publish_burst, 100000);
+  if (rc != 0) goto fail;
   sc_redis_opts_t ro = {.name = "api-sub", .on_state = on_sub_state, .on_message = on_notify, .data = s};
   rc = sc_redis_new(&s->sub, loop, o->redis, &ro);
   if (rc != 0) goto fail;
@@ -774,11 +891,17 @@ int api_server_new(api_server_t **out, uv_loop_t *loop, const api_server_opts_t 
   sc_redis_opts_t co = {.name = "api-cmd", .data = s};
   rc = sc_redis_new(&s->cmd, loop, o->redis, &co);
   if (rc != 0) goto fail;
+  s->pubcfg.loop = loop;
+  s->pubcfg.cmd = s->cmd;
+  s->pubcfg.max_bytes = o->max_message_bytes ? o->max_message_bytes : SC_DEFAULT_MAX_MESSAGE_BYTES;
+  s->pubcfg.timeout_ms = o->publish_timeout_ms ? o->publish_timeout_ms : 5000;
+  s->pubcfg.published = &s->published;
   const sc_httpd_route_t routes[] = {
       {"/events", on_events}, {"/state", on_state},     {"/healthz", on_healthz},
-      {"/readyz", on_readyz}, {"/metrics", on_metrics}, {"/", on_files},
+      {"/readyz", on_readyz}, {"/metrics", on_metrics}, {"/publish", on_publish}, {"/", on_files},
   };
-  rc = sc_httpd_new(&s->httpd, loop, o->listen, routes, sizeof routes / sizeof routes[0], s, err, errlen);
+  sc_httpd_opts_t ho = {o->tls_cert_file, o->tls_key_file, o->request_timeout_ms, s->pubcfg.max_bytes};
+  rc = sc_httpd_new_ex(&s->httpd, loop, o->listen, routes, sizeof routes / sizeof routes[0], s, &ho, err, errlen);
   if (rc != 0) goto fail;
   *out = s;
   return 0;
@@ -856,5 +979,8 @@ void api_server_free(api_server_t *s) {
   if (s->mimemap) h2o_mem_release_shared(s->mimemap);
   free(s->cors_origin);
   free(s->web_root);
+  api_auth_free(s->auth);
+  api_rl_free(s->rl_streams);
+  api_rl_free(s->rl_publish);
   free(s);
 }

@@ -32,6 +32,14 @@ typedef struct api_server_opts {
    * (1 s .. 300 s, 50 %). */
   unsigned heartbeat_min_ms, heartbeat_max_ms;
   unsigned retry_jitter_percent;
+  /* Auth, limits, publishing (see auth.h, ratelimit.h, publish.h). */
+  struct api_auth *auth;          /* moved into the server (freed by api_server_free); NULL: no auth */
+  double streams_rate, streams_burst; /* new streams per second per token and per address (0: off) */
+  double publish_rate, publish_burst; /* publishes per second per token and per address (0: off) */
+  size_t max_message_bytes;       /* POST /publish body limit (0: the default) */
+  unsigned publish_timeout_ms;    /* wait for the commit (0: 5000) */
+  const char *tls_cert_file, *tls_key_file; /* both set: TLS (HTTP/2 over ALPN) */
+  unsigned request_timeout_ms;    /* time to send a request's head (0: h2o's 10 s) */
 } api_server_opts_t;
 
 /* Caller frees with api_server_free() after the loop has finished. On

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-const char *const api_drop_names[API_DROP_N_] = {"client_closed", "shutdown", "reload", "limit", "slow"};
+const char *const api_drop_names[API_DROP_N_] = {"client_closed", "shutdown", "reload", "limit", "slow", "expired"};
 const double api_hist_bounds[API_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                   0.25,  0.5,    1,     2.5,  5,     10,  30};
 
@@ -53,6 +53,7 @@ struct api_stream {
   api_view_t *view;            /* counted reference (NULL: whole data) */
   api_fields_seen_t seen;      /* fields=: projection hash last sent per topic */
   unsigned hb_ms;              /* heartbeat interval (0: none) */
+  int64_t expires_ms;          /* wall-clock ms the token expires (0: never) */
   unsigned retry_ms;           /* with jitter */
   uint64_t last_send_ms;       /* uv_now at the last h2o_send */
   uint64_t inflight_since_ms;
@@ -476,6 +477,7 @@ int api_stream_open(api_hub_t *hub, h2o_req_t *req, sc_sse_filter_t *f, int resu
     }
   }
   s->hb_ms = params != NULL && params->heartbeat_ms > 0 ? params->heartbeat_ms : hub->heartbeat_ms;
+  s->expires_ms = params != NULL ? params->expires_ms : 0;
   s->retry_ms = jittered_retry(hub);
   s->last_send_ms = uv_now(hub->loop);
   s->filter = *f;
@@ -543,6 +545,18 @@ static void on_heartbeat(uv_timer_t *t) {
         s->close_reason = API_DROP_SLOW;
         cut(s);
       }
+      continue;
+    }
+    if (!s->closing && s->expires_ms > 0 && now_ms() >= (double)s->expires_ms) {
+      /* The token ran out: a last event says why, then the response ends. */
+      static const char expired[] = "event: error\ndata: {\"error\":\"token expired\"}\n\n";
+      h2o_iovec_t b = h2o_iovec_init(expired, sizeof expired - 1);
+      h2o_req_t *req = s->req;
+      hub_unlink(hub, s);
+      hub->dropped[API_DROP_EXPIRED]++;
+      hub->bytes_sent += b.len;
+      stream_free(s);
+      h2o_send(req, &b, 1, H2O_SEND_STATE_FINAL);
       continue;
     }
     if (!s->closing && s->hb_ms > 0 && now - s->last_send_ms >= s->hb_ms) {

@@ -43,7 +43,7 @@
 typedef struct api_stream api_stream_t;
 typedef struct api_view api_view_t;
 
-enum { API_DROP_CLIENT = 0, API_DROP_SHUTDOWN, API_DROP_RELOAD, API_DROP_LIMIT, API_DROP_SLOW, API_DROP_N_ };
+enum { API_DROP_CLIENT = 0, API_DROP_SHUTDOWN, API_DROP_RELOAD, API_DROP_LIMIT, API_DROP_SLOW, API_DROP_EXPIRED, API_DROP_N_ };
 extern const char *const api_drop_names[API_DROP_N_];
 extern const double api_hist_bounds[API_HIST_BUCKETS];
 
@@ -94,6 +94,8 @@ void api_hub_set_store(api_hub_t *hub, api_store_t *store, int drop_reason);
 typedef struct api_stream_params {
   const api_fields_t *fields; /* borrowed for the call; NULL or no paths: whole data */
   unsigned heartbeat_ms;      /* 0: the hub's default */
+  int64_t expires_ms;         /* wall-clock ms when the stream's token expires (0: never); the hub's tick then
+                               * ends it with a final `event: error` {"error":"token expired"} */
 } api_stream_params_t;
 
 /* Start streaming on req: filter is moved into the stream (f is reset to

@@ -24,6 +24,8 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,7 @@ struct sc_httpd {
   struct conn *conns;       /* open connections (owned list) */
   size_t nconns;
   httpd_state_t state;
+  SSL_CTX *ssl_ctx;         /* owned; NULL: plain TCP */
 };
 
 static void on_accept(uv_stream_t *server, int status);
@@ -172,6 +175,38 @@ static int make_listen_socket(const struct sockaddr_storage *ss, socklen_t len) 
 
 int sc_httpd_new(sc_httpd_t **out, uv_loop_t *loop, const char *listen, const sc_httpd_route_t *routes,
                  size_t nroutes, void *data, char *err, size_t errlen) {
+  return sc_httpd_new_ex(out, loop, listen, routes, nroutes, data, NULL, err, errlen);
+}
+
+/* A server SSL_CTX for cert/key (TLS 1.2+), with HTTP/2 and HTTP/1.1 over ALPN. NULL with a reason in err. */
+static SSL_CTX *make_ssl_ctx(const char *cert, const char *key, char *err, size_t errlen) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == NULL) {
+    set_err(err, errlen, "TLS: cannot create a context");
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+    set_err(err, errlen, "tls_cert_file %s: cannot load the certificate chain", cert);
+    goto fail;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+    set_err(err, errlen, "tls_key_file %s: cannot load the key, or it does not match the certificate", key);
+    goto fail;
+  }
+  h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+  return ctx;
+fail:
+  ERR_clear_error();
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
+int sc_httpd_is_tls(const sc_httpd_t *h) { return h->ssl_ctx != NULL; }
+
+int sc_httpd_new_ex(sc_httpd_t **out, uv_loop_t *loop, const char *listen, const sc_httpd_route_t *routes,
+                    size_t nroutes, void *data, const sc_httpd_opts_t *opts, char *err, size_t errlen) {
   *out = NULL;
   struct sockaddr_storage ss;
   socklen_t sslen;
@@ -189,6 +224,23 @@ int sc_httpd_new(sc_httpd_t **out, uv_loop_t *loop, const char *listen, const sc
   h->state = HTTPD_RUNNING;
 
   h2o_config_init(&h->gconf);
+  if (opts != NULL) {
+    if (opts->req_timeout_ms > 0) h->gconf.http1.req_timeout = opts->req_timeout_ms;
+    if (opts->max_request_body > 0) h->gconf.max_request_entity_size = opts->max_request_body;
+    int want_tls = (opts->tls_cert_file && opts->tls_cert_file[0]) || (opts->tls_key_file && opts->tls_key_file[0]);
+    if (want_tls) {
+      if (!(opts->tls_cert_file && opts->tls_cert_file[0]) || !(opts->tls_key_file && opts->tls_key_file[0])) {
+        set_err(err, errlen, "TLS needs both tls_cert_file and tls_key_file");
+        rc = SC_ECONFIG;
+        goto fail;
+      }
+      h->ssl_ctx = make_ssl_ctx(opts->tls_cert_file, opts->tls_key_file, err, errlen);
+      if (h->ssl_ctx == NULL) {
+        rc = SC_ECONFIG;
+        goto fail;
+      }
+    }
+  }
   h2o_hostconf_t *host = h2o_config_register_host(&h->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
   for (size_t i = 0; i < nroutes; i++) {
     h2o_pathconf_t *pc = h2o_config_register_path(host, routes[i].path, 0);
@@ -240,6 +292,7 @@ int sc_httpd_new(sc_httpd_t **out, uv_loop_t *loop, const char *listen, const sc
   h2o_context_init(&h->ctx, loop, &h->gconf);
   h->accept_ctx.ctx = &h->ctx;
   h->accept_ctx.hosts = h->gconf.hosts;
+  h->accept_ctx.ssl_ctx = h->ssl_ctx;
   *out = h;
   return 0;
 
@@ -253,6 +306,7 @@ fail:
     return rc;
   }
   h2o_config_dispose(&h->gconf);
+  SSL_CTX_free(h->ssl_ctx);
   free(h);
   return rc;
 }
@@ -298,6 +352,7 @@ static void maybe_finish(sc_httpd_t *h) {
   if (h->state != HTTPD_CLOSING || h->listener_open || h->nconns != 0) return;
   if (h->ctx.loop != NULL) h2o_context_dispose(&h->ctx);
   h2o_config_dispose(&h->gconf);
+  SSL_CTX_free(h->ssl_ctx);
   free(h);
 }
 

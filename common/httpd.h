@@ -45,6 +45,22 @@ __attribute__((warn_unused_result)) int sc_httpd_parse_listen(const char *s, str
 __attribute__((warn_unused_result)) int sc_httpd_new(sc_httpd_t **out, uv_loop_t *loop, const char *listen,
                                                     const sc_httpd_route_t *routes, size_t nroutes, void *data,
                                                     char *err, size_t errlen);
+/* Optional settings of sc_httpd_new_ex(); zero means h2o's default. */
+typedef struct sc_httpd_opts {
+  const char *tls_cert_file;  /* PEM certificate chain; with tls_key_file: TLS only, HTTP/2 over ALPN */
+  const char *tls_key_file;   /* PEM private key */
+  unsigned req_timeout_ms;    /* HTTP/1 time to send a request (h2o default 10 s) */
+  size_t max_request_body;    /* larger request bodies get 413 from h2o (default 1 GiB) */
+} sc_httpd_opts_t;
+/* sc_httpd_new() with options (opts NULL: the same as sc_httpd_new()).
+ * Certificate or key problems are SC_ECONFIG with a reason in err. Request
+ * heads are limited by h2o itself (fixed at build time: H2O_MAX_REQLEN,
+ * 8 KiB for HTTP/1; HTTP/2 HPACK header tables are bounded too). */
+__attribute__((warn_unused_result)) int sc_httpd_new_ex(sc_httpd_t **out, uv_loop_t *loop, const char *listen,
+                                                       const sc_httpd_route_t *routes, size_t nroutes, void *data,
+                                                       const sc_httpd_opts_t *opts, char *err, size_t errlen);
+/* 1 when the listener speaks TLS. */
+int sc_httpd_is_tls(const sc_httpd_t *h);
 /* The port actually bound (useful with port 0). */
 int sc_httpd_port(const sc_httpd_t *h);
 /* The h2o context (for callers that stream: timeouts, loop). Borrowed. */
