@@ -11,12 +11,18 @@
  *                                                  and skipped; SIGINT/SIGTERM stop cleanly
  *   statecast-publisher --check-config | --help
  *
+ * A publish goes through the durable inbox (XADD statecast:inbox, see
+ * statecast_publisher.h); --pubsub uses plain PUBLISH update:{T} instead.
+ *
  * Exit codes (also in --help):
- *   0  published and received by a kv-updater (--every: stopped by SIGINT/SIGTERM)
+ *   0  accepted, and a kv-updater is running (--every: stopped by SIGINT/SIGTERM);
+ *      with --pubsub: published and received by a kv-updater
  *   1  usage or configuration error
  *   2  invalid message: rejected locally, nothing sent (or --exec without --every failed)
- *   3  Redis unreachable, timed out, or answered an error
- *   4  published, but no kv-updater is subscribed: the state was NOT committed
+ *   3  Redis unreachable, timed out, or answered an error: NOT accepted
+ *   4  accepted, but no kv-updater is running right now: it will be committed
+ *      when one starts; with --pubsub: published but no kv-updater is
+ *      subscribed, so the state was NOT committed
  * --lines goes on past bad lines, prints counts at the end and exits with the
  * worst code seen, worst first: 3, 2, 4, 0.
  *
@@ -51,6 +57,9 @@ enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_INVALID = 2, EXIT_REDIS = 3, EXIT_NOREC
 
 static const sc_conf_spec_t specs[] = {
     SC_CONF_COMMON_SPECS,
+    {"pubsub", SC_CONF_BOOL, "false",
+     "publish with plain PUBLISH update:{T} (at-most-once: lost when no kv-updater runs) instead of the durable inbox",
+     0, 0, 0, NULL},
     {"lines", SC_CONF_BOOL, "false", "read {\"topic\":T,\"data\":JSON} lines from stdin, one publish each", 0, 0, 0,
      NULL},
     {"every", SC_CONF_INT, "0", "with --exec: run the command every SECONDS, killing a run that takes longer (0: once)", 0, 0, 86400, NULL},
@@ -61,6 +70,7 @@ static const sc_conf_spec_t specs[] = {
 #define NSPECS (sizeof specs / sizeof specs[0])
 
 static volatile sig_atomic_t g_stop;
+static int g_pubsub; /* --pubsub: PUBLISH instead of the durable inbox */
 
 static void on_signal(int sig) {
   (void)sig;
@@ -71,11 +81,13 @@ static void usage(FILE *f) {
   sc_conf_usage(f, PROGRAM, "TOPIC [JSON] | --lines | --every SECONDS --exec CMD TOPIC", specs, NSPECS);
   fputs("\nJSON comes from the argument, else from stdin. The JSON value null deletes the topic.\n"
         "\nExit codes:\n"
-        "  0  published and received by a kv-updater (--every: stopped by SIGINT/SIGTERM)\n"
+        "  0  accepted, and a kv-updater is running (--every: stopped by SIGINT/SIGTERM)\n"
         "  1  usage or configuration error\n"
         "  2  invalid message: rejected locally, nothing sent\n"
-        "  3  Redis unreachable, timed out, or answered an error\n"
-        "  4  published, but no kv-updater is subscribed: the state was NOT committed\n"
+        "  3  Redis unreachable, timed out, or answered an error: NOT accepted\n"
+        "  4  accepted, but no kv-updater is running right now: it will be committed when one starts\n"
+        "With --pubsub (plain PUBLISH, at-most-once) 0 means a kv-updater received it and 4 that\n"
+        "none is subscribed, so the state was NOT committed.\n"
         "--lines continues past bad lines, prints counts and exits with the worst code (3, 2, 4, 0).\n",
         f);
 }
@@ -116,6 +128,27 @@ static int severity(int code) {
 /* Publish and log the outcome; returns the library's code. */
 static int publish_logged(sc_publisher_t *pub, const char *topic, size_t topic_len, const char *json,
                           size_t json_len, const char *where) {
+  if (!g_pubsub) {
+    char id[SC_PUBLISHER_ID_MAX];
+    int running = -1;
+    int rc = sc_publisher_publish_durable(pub, topic, topic_len, json, json_len, id, &running);
+    if (rc == 0 && running == 0) {
+      SC_WARN("%stopic %.*s accepted (inbox entry %s); no kv-updater is running right now, it will be committed "
+              "when one starts",
+              where, (int)topic_len, topic, id);
+      return SC_ENORECEIVER;
+    }
+    if (rc == 0) {
+      SC_DEBUG("%saccepted topic=%.*s entry=%s", where, (int)topic_len, topic, id);
+    } else if (exit_code_of(rc) == EXIT_INVALID) {
+      SC_ERROR("%srejected topic=%.*s (nothing sent): %s", where, (int)topic_len, topic,
+               sc_publisher_last_error(pub));
+    } else {
+      SC_ERROR("%spublish topic=%.*s failed (NOT accepted): %s", where, (int)topic_len, topic,
+               sc_publisher_last_error(pub));
+    }
+    return rc;
+  }
   long long receivers = -1;
   int rc = sc_publisher_publish(pub, topic, topic_len, json, json_len, &receivers);
   if (rc == 0) {
@@ -239,8 +272,9 @@ static int run_lines(sc_publisher_t *pub, size_t max_bytes) {
   }
   free(line);
   free(scratch);
-  fprintf(stderr, "%s: %zu lines: %zu published, %zu published without a receiver, %zu rejected, %zu failed\n",
-          PROGRAM, lineno, published, unreceived, rejected, failed);
+  fprintf(stderr, "%s: %zu lines: %zu published, %zu %s, %zu rejected, %zu failed\n", PROGRAM, lineno, published,
+          unreceived, g_pubsub ? "published without a receiver" : "accepted while no kv-updater runs", rejected,
+          failed);
   return worst;
 }
 
@@ -441,6 +475,7 @@ int main(int argc, char **argv) {
   int nargs = 0;
   char **args = sc_conf_args(conf, &nargs);
   int lines = sc_conf_bool(conf, "lines");
+  g_pubsub = sc_conf_bool(conf, "pubsub");
   int every = (int)sc_conf_int(conf, "every");
   const char *cmd = sc_conf_str(conf, "exec");
   size_t max_bytes = (size_t)sc_conf_int(conf, "max_message_bytes");

@@ -2,8 +2,11 @@
  * publisher: the library behind statecast_publisher.h.
  *
  * One blocking hiredis context, made on first use and dropped on any I/O
- * error. A publish is: local check (sc_message_check, the same contract
- * kv-updater enforces) -> PUBLISH update:{T} <body> -> receiver count.
+ * error. A durable publish is: local check (sc_message_check, the same
+ * contract kv-updater enforces) -> XADD statecast:inbox * topic T data
+ * <compact JSON> -> entry id (then EXISTS statecast:leader, if asked).
+ * The pub/sub publish is: local check -> PUBLISH update:{T} <body> ->
+ * receiver count.
  * A broken connection gets one reconnect and one resend; that is safe
  * because a message is the whole state of its topic.
  */
@@ -312,6 +315,76 @@ int sc_publisher_publish(sc_publisher_t *p, const char *topic, size_t topic_len,
     return SC_ENORECEIVER;
   }
   return 0;
+}
+
+/* Run argv with one reconnect and one resend on a lost connection. */
+static int run_with_retry(sc_publisher_t *p, const char *what, int argc, const char **argv, const size_t *argvlen,
+                          redisReply **reply) {
+  int rc = SC_ECONN;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (p->ctx == NULL) {
+      rc = connect_redis(p);
+      if (rc == SC_ECONN || rc == SC_ETIMEOUT) continue;
+      if (rc != 0) return rc;
+    }
+    rc = run_command(p, what, argc, argv, argvlen, reply);
+    if (rc == SC_ECONN || rc == SC_ETIMEOUT) continue;
+    return rc;
+  }
+  return rc;
+}
+
+int sc_publisher_publish_durable(sc_publisher_t *p, const char *topic, size_t topic_len, const char *json,
+                                 size_t json_len, char *entry_id, int *kvu_running) {
+  char *compact = NULL;
+  size_t compact_len = 0;
+  int is_delete = 0;
+  sc_reject_t why = {0};
+  redisReply *reply = NULL;
+  int rc;
+
+  if (entry_id != NULL) entry_id[0] = '\0';
+  if (kvu_running != NULL) *kvu_running = -1;
+  if (p == NULL) return SC_EINVAL;
+  p->last_error[0] = '\0';
+  if (topic == NULL || json == NULL) {
+    set_error(p, "topic and json must not be NULL");
+    return SC_EINVAL;
+  }
+  rc = sc_message_check(topic, topic_len, json, json_len, p->max_message_bytes, &compact, &compact_len, &is_delete,
+                        &why);
+  if (rc != 0) return describe_reject(p, rc, &why);
+  const char *argv[7] = {"XADD", SC_KEYS_INBOX, "*", "topic", topic, "data", is_delete ? "null" : compact};
+  size_t argvlen[7] = {4, strlen(SC_KEYS_INBOX), 1, 5, topic_len, 4, is_delete ? 4 : compact_len};
+  /* A resend after a lost answer may add the entry twice: harmless, the
+   * second one commits nothing (same full state, nothing in between). */
+  rc = run_with_retry(p, "XADD", 7, argv, argvlen, &reply);
+  free(compact);
+  if (rc != 0) return rc;
+  if (reply->type != REDIS_REPLY_STRING || reply->len >= SC_PUBLISHER_ID_MAX) {
+    set_error(p, "XADD on %s: unexpected reply type %d", p->where, reply->type);
+    freeReplyObject(reply);
+    drop_connection(p);
+    return SC_EREDIS;
+  }
+  if (entry_id != NULL) memcpy(entry_id, reply->str, reply->len + 1);
+  freeReplyObject(reply);
+  if (kvu_running != NULL) {
+    const char *eargv[2] = {"EXISTS", SC_KEYS_LEADER};
+    size_t eargvlen[2] = {6, strlen(SC_KEYS_LEADER)};
+    /* The publish is already accepted: a failure here only leaves "unknown". */
+    if (run_with_retry(p, "EXISTS", 2, eargv, eargvlen, &reply) == 0) {
+      if (reply->type == REDIS_REPLY_INTEGER) *kvu_running = reply->integer > 0;
+      freeReplyObject(reply);
+    }
+    p->last_error[0] = '\0';
+  }
+  return 0;
+}
+
+int sc_publisher_delete_durable(sc_publisher_t *p, const char *topic, size_t topic_len, char *entry_id,
+                                int *kvu_running) {
+  return sc_publisher_publish_durable(p, topic, topic_len, "null", 4, entry_id, kvu_running);
 }
 
 int sc_publisher_delete(sc_publisher_t *p, const char *topic, size_t topic_len, long long *receivers) {

@@ -2,11 +2,19 @@
  * statecast_publisher: the C client library microservices use to publish
  * the full JSON state of a topic.
  *
- * A publish is PUBLISH update:{topic} <body> on Redis. statecast-kv-updater
- * subscribes to those channels, validates each message and commits it. The
- * library checks every message locally first with the same code kv-updater
- * uses (sc_message_check in common/envelope.h), so a message it accepts is
- * one kv-updater accepts, and an invalid one is never sent at all.
+ * Two ways to publish:
+ *   - durable (sc_publisher_publish_durable, what the CLI uses): XADD
+ *     statecast:inbox * topic T data <compact JSON>. Success means Redis
+ *     stored the entry: it WILL be committed, now if a kv-updater runs, or
+ *     when one starts (or takes over after the leader died). It is exactly
+ *     as durable as Redis's own persistence: with appendfsync everysec a
+ *     Redis crash can lose about the last second of writes.
+ *   - pub/sub (sc_publisher_publish): PUBLISH update:{T} <body>, what any
+ *     Redis client can do. At-most-once: lost when no kv-updater leader is
+ *     subscribed at that moment (the receiver count tells you).
+ * The library checks every message locally first with the same code
+ * kv-updater uses (sc_message_check in common/envelope.h), so a message it
+ * accepts is one kv-updater accepts, and an invalid one is never sent.
  *
  * Because every message carries the whole state of its topic, publishing
  * the same message twice is harmless: on a lost connection the library
@@ -52,6 +60,7 @@ __attribute__((warn_unused_result)) int sc_publisher_new(sc_publisher_t **out, c
                                                         const sc_publisher_opts_t *opts);
 
 /*
+ * Pub/sub publish (at-most-once; see above): PUBLISH update:{T} json.
  * Publish json[0..json_len) as the full state of topic[0..topic_len).
  * The JSON value null deletes the topic. Bytes are sent exactly as given
  * (kv-updater compacts them). Both buffers are borrowed for the call.
@@ -74,6 +83,38 @@ __attribute__((warn_unused_result)) int sc_publisher_new(sc_publisher_t **out, c
  */
 __attribute__((warn_unused_result)) int sc_publisher_publish(sc_publisher_t *p, const char *topic, size_t topic_len,
                                                             const char *json, size_t json_len, long long *receivers);
+
+/* Size of the buffer for an inbox entry id ("1700000000000-12"). */
+#define SC_PUBLISHER_ID_MAX 48
+
+/*
+ * Durable publish of json[0..json_len) as the full state of
+ * topic[0..topic_len) (null deletes): XADD to statecast:inbox after the
+ * local check. Both buffers are borrowed for the call.
+ *
+ * entry_id (may be NULL): a buffer of SC_PUBLISHER_ID_MAX bytes that gets
+ * the inbox entry id ("" unless accepted). kv-updater commits entries in id
+ * order per topic, and the entry leaves the stream with its commit.
+ * kvu_running (may be NULL): set to 1 when a kv-updater holds the lease
+ * right now, 0 when none does (the publish is still accepted and will be
+ * committed when one starts), -1 when unknown. Asking costs one more round
+ * trip; pass NULL to skip it.
+ *
+ * Returns 0 (accepted), or the errors of sc_publisher_publish() except
+ * SC_ENORECEIVER: SC_ETOPIC/SC_EJSON/SC_EUTF8/SC_ETOOBIG (nothing sent),
+ * SC_ECONN, SC_ETIMEOUT, SC_EREDIS (not accepted; e.g. Redis out of memory,
+ * or READONLY on a replica), SC_EINVAL, SC_ENOMEM. After SC_ECONN or
+ * SC_ETIMEOUT the entry may or may not have been stored; publishing again
+ * is safe.
+ */
+__attribute__((warn_unused_result)) int sc_publisher_publish_durable(sc_publisher_t *p, const char *topic,
+                                                                    size_t topic_len, const char *json,
+                                                                    size_t json_len, char *entry_id,
+                                                                    int *kvu_running);
+/* Durable delete: sc_publisher_publish_durable() with the JSON value null. */
+__attribute__((warn_unused_result)) int sc_publisher_delete_durable(sc_publisher_t *p, const char *topic,
+                                                                   size_t topic_len, char *entry_id,
+                                                                   int *kvu_running);
 
 /* Delete a topic: publishes the JSON value null. Same results as
  * sc_publisher_publish(). */

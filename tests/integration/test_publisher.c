@@ -91,11 +91,14 @@ typedef struct run_result {
   char err[16384];
 } run_result_t;
 
-/* Run statecast-publisher with args (NULL-terminated, without argv[0]). */
+/* Run statecast-publisher with args (NULL-terminated, without argv[0]).
+ * These tests play the kv-updater with a plain SUBSCRIBE, so they use the
+ * pub/sub path (--pubsub); the durable inbox path is covered by
+ * test_failover.c. */
 static void run_cli(run_result_t *res, const char *const *args, char *const *env, const char *stdin_data) {
   char *bin = sc_test_bin("statecast-publisher");
-  const char *argv[32] = {bin};
-  size_t n = 1;
+  const char *argv[32] = {bin, "--pubsub"};
+  size_t n = 2;
   for (size_t i = 0; args[i] != NULL && n < 31; i++) argv[n++] = args[i];
   argv[n] = NULL;
   res->code = sc_test_run(bin, (char *const *)argv, env, stdin_data, res->out, sizeof res->out, res->err,
@@ -384,7 +387,7 @@ Test(publisher, cli_every_exec_publishes_repeatedly_and_stops_on_sigterm) {
            "n=$(cat %s.n 2>/dev/null || echo 0); echo $((n+1)) > %s.n; "
            "case $((n %% 3)) in 0) echo '{\"tick\": true}';; 1) exit 3;; *) echo 'not json';; esac",
            log, log);
-  char *argv[] = {bin, "--redis-url", g_url, "--every", "1", "--exec", cmd, "ticker", NULL};
+  char *argv[] = {bin, "--pubsub", "--redis-url", g_url, "--every", "1", "--exec", cmd, "ticker", NULL};
   pid_t pid = sc_test_spawn(bin, argv, NULL, log);
   cr_assert_gt(pid, 0);
   expect_message_str(sub, "ticker", "{\"tick\": true}\n");
