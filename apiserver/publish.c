@@ -322,14 +322,15 @@ void api_publish_handle(const api_publish_cfg_t *cfg, h2o_req_t *req, const api_
     char topic[SC_TOPIC_MAX * 3 + 1];
     size_t rl = p.len - 9;
     if (rl > SC_TOPIC_MAX * 3) rl = SC_TOPIC_MAX * 3;
+    const char *src = p.base + 9;
     size_t tl = 0;
     for (size_t i = 0; i < rl; i++) { /* percent-decode (":" and "@" may arrive as %3A, %40) */
-      int hi = i + 2 < rl ? hexval(p.base[i + 1]) : -1, lo = i + 2 < rl ? hexval(p.base[i + 2]) : -1;
-      if (p.base[i] == '%' && hi >= 0 && lo >= 0) {
+      int hi = i + 2 < rl ? hexval(src[i + 1]) : -1, lo = i + 2 < rl ? hexval(src[i + 2]) : -1;
+      if (src[i] == '%' && hi >= 0 && lo >= 0) {
         topic[tl++] = (char)(hi * 16 + lo);
         i += 2;
       } else {
-        topic[tl++] = p.base[i];
+        topic[tl++] = src[i];
       }
     }
     topic[tl] = '\0';

@@ -435,3 +435,107 @@ Test(api_auth, tls_serves_http1_and_http2_over_alpn) {
   sh(out, sizeof out, "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/healthz", g_aport);
   cr_assert_neq(strcmp(out, "200"), 0, "plain HTTP must not be served on a TLS listener");
 }
+
+/* POST body to path with the token; response into out; returns the status. */
+static int post(char *out, size_t cap, const char *tok, const char *path, const char *body) {
+  char args[8192];
+  char bf[400];
+  snprintf(bf, sizeof bf, "%s/post.body", g_redis.dir);
+  FILE *f = fopen(bf, "wb");
+  fputs(body, f);
+  fclose(f);
+  int n = snprintf(args, sizeof args, "-X POST -H 'Content-Type: application/json' --data-binary @%s", bf);
+  if (tok != NULL) snprintf(args + n, sizeof args - (size_t)n, " -H 'Authorization: Bearer %s'", tok);
+  return curl(out, cap, args, path);
+}
+
+static long long json_int(const char *s, const char *key) {
+  char k[64];
+  snprintf(k, sizeof k, "\"%s\":", key);
+  const char *p = strstr(s, k);
+  return p ? atoll(p + strlen(k)) : -1;
+}
+
+Test(api_auth, post_publish_commits_through_the_inbox_and_answers_the_seq) {
+  const char *extra[] = {"--max-message-bytes", "1000", NULL};
+  start_api(extra, 1);
+  wait_api_ready();
+  char tok[2048], out[65536];
+  token(tok, "[\"cmd/*\"]", "[\"cmd/*\"]", 600);
+  cr_assert_eq(post(out, sizeof out, tok, "/publish/cmd/lamp", "{ \"on\" : true }"), 200, "%s", out);
+  const char *body = strstr(out, "\r\n\r\n") + 4;
+  long long seq = json_int(body, "seq");
+  cr_assert_gt(seq, 0, "%s", body);
+  cr_assert(strstr(body, "\"topic\":\"cmd/lamp\"") && strstr(body, "\"id\":\""), "%s", body);
+  cr_assert_eq(seq, current_seq(), "the answer carries the committed seq");
+  /* The store has it with that seq, compacted. */
+  char args[2300];
+  snprintf(args, sizeof args, "-H 'Authorization: Bearer %s'", tok);
+  g_state_seq_target = (int)seq;
+  cr_assert(sc_test_wait(state_has_seq, NULL, WAIT_MS));
+  cr_assert_eq(curl(out, sizeof out, args, "/state/cmd/lamp"), 200, "%s", out);
+  cr_assert(strstr(out, "\"data\":{\"on\":true}"), "%s", out);
+  cr_assert_eq(json_int(strstr(out, "\r\n\r\n"), "seq"), seq);
+  /* Nothing left queued. */
+  redisContext *c = sc_test_redis_connect(&g_redis);
+  redisReply *r = redisCommand(c, "XLEN statecast:inbox");
+  cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0, "inbox not empty");
+  freeReplyObject(r);
+  redisFree(c);
+  /* Batch, including a delete. */
+  cr_assert_eq(post(out, sizeof out, tok, "/publish",
+                    "{\"messages\":[{\"topic\":\"cmd/a\",\"data\":[1,2]},{\"topic\":\"cmd/lamp\",\"data\":null}]}"),
+               200, "%s", out);
+  body = strstr(out, "\r\n\r\n") + 4;
+  cr_assert(strstr(body, "{\"results\":[{\"topic\":\"cmd/a\",\"seq\":"), "%s", body);
+  cr_assert(strstr(body, "{\"topic\":\"cmd/lamp\",\"seq\":"), "%s", body);
+  cr_assert_eq(current_seq(), seq + 2);
+  /* Refusals. */
+  cr_assert_eq(post(out, sizeof out, tok, "/publish/other/x", "1"), 403, "%s", out);
+  cr_assert_eq(post(out, sizeof out, NULL, "/publish/cmd/x", "1"), 401, "%s", out);
+  cr_assert_eq(post(out, sizeof out, tok, "/publish/cmd/x", "{\"a\":"), 400, "%s", out);
+  cr_assert_eq(post(out, sizeof out, tok, "/publish/cmd/b%21d", "1"), 400, "%s", out);
+  char big[1200];
+  memset(big, 'x', sizeof big);
+  big[0] = '"';
+  big[sizeof big - 2] = '"';
+  big[sizeof big - 1] = '\0';
+  cr_assert_eq(post(out, sizeof out, tok, "/publish/cmd/x", big), 413, "%s", out);
+  cr_assert_eq(post(out, sizeof out, tok, "/publish",
+                    "{\"messages\":[{\"topic\":\"cmd/ok\",\"data\":1},{\"topic\":\"secret/x\",\"data\":1}]}"),
+               403, "%s", out);
+  cr_assert_eq(current_seq(), seq + 2, "a refused batch queues nothing");
+  cr_assert_eq(curl(out, sizeof out, args, "/publish/cmd/x"), 405, "%s", out);
+}
+
+Test(api_auth, post_publish_without_a_kv_updater_times_out_with_504) {
+  sc_test_stop(g_kvu, SIGTERM, 10000);
+  g_kvu = -1;
+  const char *extra[] = {"--publish-timeout-ms", "500", NULL};
+  start_api(extra, 1);
+  wait_api_ready();
+  char tok[2048], out[65536];
+  token(tok, "[]", "[\"*\"]", 600);
+  cr_assert_eq(post(out, sizeof out, tok, "/publish/q/1", "{\"v\":1}"), 504, "%s", out);
+  cr_assert(strstr(out, "not committed within 500 ms; it is queued"), "%s", out);
+  /* It is queued: a kv-updater started later commits it. */
+  start_kvu();
+  g_want_seq = 1;
+  cr_assert(sc_test_wait(seq_reached, NULL, WAIT_MS), "the queued publish was not committed later");
+}
+
+Test(api_auth, publishing_over_http_needs_a_jwt_key) {
+  char url[128], listen[64];
+  sc_test_redis_url(&g_redis, url, sizeof url);
+  g_aport = sc_test_free_port();
+  snprintf(listen, sizeof listen, "127.0.0.1:%d", g_aport);
+  char *bin = sc_test_bin("statecast-apiserver");
+  char *argv[] = {bin, "--redis-url", url, "--listen", listen, "--drain-seconds", "1", NULL};
+  g_api = sc_test_spawn(bin, argv, NULL, g_alog);
+  free(bin);
+  wait_api_ready();
+  char out[65536];
+  cr_assert_eq(post(out, sizeof out, NULL, "/publish/a", "1"), 403, "%s", out);
+  cr_assert(strstr(out, "publishing over HTTP needs STATECAST_JWT_* configured"), "%s", out);
+  cr_assert_eq(curl(out, sizeof out, "", "/state"), 200, "without a key everything stays open: %s", out);
+}
