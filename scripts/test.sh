@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
 scripts/install-browser-deps.sh
 scripts/install-k8s-tools.sh
+scripts/install-fuzz-deps.sh
 
 # A test that crashes cannot stop what it started (each server runs in its
 # own process group); sweep such leftovers when the run ends.
@@ -44,4 +45,6 @@ for b in $builds; do
     status=1
   fi
 done
+echo "=== fuzz: short run of every target"
+scripts/fuzz.sh "${STATECAST_FUZZ_SECONDS:-10}" || status=1
 exit $status
