@@ -26,6 +26,11 @@
 #include <string.h>
 #include <time.h>
 
+/* Content-Security-Policy of the static web display (docs/security.md). */
+#define API_WEB_CSP                                                                                             \
+  "default-src 'self'; connect-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "       \
+  "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+
 /* A notification received while loading: a copy of the payload and its parse. */
 typedef struct pending {
   char *payload; /* owned */
@@ -512,6 +517,23 @@ static int rate_check(api_server_t *s, api_rl_t *rl, h2o_req_t *req, const api_c
   return -1;
 }
 
+/* CORS: "*" is sent as is and never with credentials; a comma-separated
+ * list of origins echoes the request's Origin only when listed, and then
+ * allows credentials (Vary: Origin). Returns the Access-Control-Allow-Origin
+ * value ("" for none); the extra headers are added to req here. */
+static const char *cors_for(api_server_t *s, h2o_req_t *req) {
+  const char *co = s->cors_origin;
+  if (co[0] == '\0' || strcmp(co, "*") == 0) return co;
+  h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+  ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
+  if (i < 0) return "";
+  h2o_iovec_t o = req->headers.entries[i].value;
+  if (o.len == 0 || !h2o_contains_token(co, strlen(co), o.base, o.len, ',')) return "";
+  h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-credentials"), 0, NULL,
+                        H2O_STRLIT("true"));
+  return h2o_strdup(&req->pool, o.base, o.len).base;
+}
+
 /* ---- endpoints -------------------------------------------------------- */
 
 static int on_events(sc_httpd_handler_t *self, h2o_req_t *req) {
@@ -559,7 +581,7 @@ static int on_events(sc_httpd_handler_t *self, h2o_req_t *req) {
     char epoch[SC_SSE_EPOCH_LEN + 1];
     if (sc_sse_id_parse(id.base, id.len, epoch, &seq) == 0 && api_store_placeable(s->store, epoch, seq)) resume = 1;
   }
-  api_stream_open(&s->hub, req, &f, resume, seq, s->cors_origin, &params);
+  api_stream_open(&s->hub, req, &f, resume, seq, cors_for(s, req), &params);
   sc_sse_filter_dispose(&f);
   return 0;
 }
@@ -612,9 +634,10 @@ static int on_state(sc_httpd_handler_t *self, h2o_req_t *req) {
     etag_of(st, e, etag, sizeof etag);
     size_t el = strlen(etag);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, h2o_strdup(&req->pool, etag, el).base, el);
-    if (s->cors_origin[0])
-      h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-origin"), 0, NULL,
-                            s->cors_origin, strlen(s->cors_origin));
+    const char *co = cors_for(s, req);
+    if (co[0])
+      h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-origin"), 0, NULL, co,
+                            strlen(co));
     ssize_t hi = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
     if (hi >= 0) {
       h2o_iovec_t v = req->headers.entries[hi].value;
@@ -673,9 +696,10 @@ static int on_state(sc_httpd_handler_t *self, h2o_req_t *req) {
   body[n++] = ']';
   body[n++] = '}';
   sc_sse_filter_dispose(&f);
-  if (s->cors_origin[0])
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-origin"), 0, NULL,
-                          s->cors_origin, strlen(s->cors_origin));
+  const char *co = cors_for(s, req);
+  if (co[0])
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-origin"), 0, NULL, co,
+                          strlen(co));
   sc_httpd_respond(req, 200, "OK", "application/json", body, n);
   free(body);
   return 0;
@@ -824,6 +848,11 @@ static int on_files(sc_httpd_handler_t *self, h2o_req_t *req) {
   h2o_mimemap_type_t *mt = NULL;
   if (dot != NULL && dot > slash) mt = h2o_mimemap_get_type_by_extension(s->mimemap, h2o_iovec_init(dot + 1, strlen(dot + 1)));
   if (mt == NULL) mt = h2o_mimemap_get_default_type(s->mimemap);
+  /* The display is plain same-origin files: nothing inline, nothing remote. */
+  h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0, NULL,
+                        H2O_STRLIT(API_WEB_CSP));
+  h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0, NULL,
+                        H2O_STRLIT("nosniff"));
   if (h2o_file_send(req, 200, "OK", full, mt->data.mimetype, 0) == 0) return 0;
 notfound:
   sc_httpd_respond_error(req, 404, "Not Found", "not found");
@@ -869,6 +898,7 @@ int api_server_new(api_server_t **out, uv_loop_t *loop, const api_server_opts_t 
   if (rc != 0) goto fail;
   if (o->heartbeat_max_ms > 0)
     api_hub_set_stream_limits(&s->hub, o->heartbeat_min_ms, o->heartbeat_max_ms, o->retry_jitter_percent);
+  api_hub_set_backlog_cap(&s->hub, o->max_stream_backlog_bytes);
   rc = SC_ENOMEM;
   s->cors_origin = strdup(o->cors_origin ? o->cors_origin : "*");
   if (s->cors_origin == NULL) goto fail;

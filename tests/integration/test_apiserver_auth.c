@@ -539,3 +539,30 @@ Test(api_auth, publishing_over_http_needs_a_jwt_key) {
   cr_assert(strstr(out, "publishing over HTTP needs STATECAST_JWT_* configured"), "%s", out);
   cr_assert_eq(curl(out, sizeof out, "", "/state"), 200, "without a key everything stays open: %s", out);
 }
+
+Test(api_auth, web_files_carry_a_strict_csp_and_cors_never_pairs_any_origin_with_credentials) {
+  start_api(NULL, 0);
+  wait_api_ready();
+  char out[65536];
+  cr_assert_eq(curl(out, sizeof out, "", "/"), 200, "%s", out);
+  cr_assert(strcasestr(out, "content-security-policy: default-src 'self'; connect-src 'self';"), "%s", out);
+  cr_assert_eq(curl(out, sizeof out, "--path-as-is", "/../CMakeLists.txt"), 404, "%s", out);
+  cr_assert_eq(curl(out, sizeof out, "--path-as-is", "/%2e%2e/CMakeLists.txt"), 404, "%s", out);
+  char tok[2048], args[2400];
+  token(tok, "[\"*\"]", "[]", 600);
+  snprintf(args, sizeof args, "-H 'Origin: https://evil.example' -H 'Authorization: Bearer %s'", tok);
+  cr_assert_eq(curl(out, sizeof out, args, "/state"), 200, "%s", out);
+  cr_assert(strcasestr(out, "access-control-allow-origin: *"), "%s", out);
+  cr_assert_null(strcasestr(out, "access-control-allow-credentials"), "%s", out);
+  sc_test_stop(g_api, SIGTERM, 15000);
+  const char *extra[] = {"--cors-origin", "https://a.example,https://b.example", NULL};
+  start_api(extra, 1);
+  wait_api_ready();
+  cr_assert_eq(curl(out, sizeof out, args, "/state"), 200, "%s", out);
+  cr_assert_null(strcasestr(out, "access-control-allow-origin"), "an unlisted origin is not echoed: %s", out);
+  cr_assert_null(strcasestr(out, "access-control-allow-credentials"), "%s", out);
+  snprintf(args, sizeof args, "-H 'Origin: https://b.example' -H 'Authorization: Bearer %s'", tok);
+  cr_assert_eq(curl(out, sizeof out, args, "/state"), 200, "%s", out);
+  cr_assert(strcasestr(out, "access-control-allow-origin: https://b.example"), "%s", out);
+  cr_assert(strcasestr(out, "access-control-allow-credentials: true"), "%s", out);
+}
