@@ -31,6 +31,9 @@ static const sc_conf_spec_t specs[] = {
     {"heartbeat_seconds", SC_CONF_INT, "15", "SSE heartbeat comment interval (0: none)", 0, 0, 3600, NULL},
     {"max_streams", SC_CONF_INT, "0", "maximum concurrent SSE streams (0: open-file limit minus a margin)", 0, 0,
      MAX_STREAMS_CAP, NULL},
+    {"max_stream_backlog_bytes", SC_CONF_INT, "8388608",
+     "cut a stalled stream whose unsent state (in-flight plus still due) exceeds this (0: no cap)", 0, 0,
+     (long long)1 << 40, NULL},
     {"drain_seconds", SC_CONF_INT, "5", "on SIGTERM, close streams spread over this many seconds", 0, 0, 3600, NULL},
     {"retry_ms", SC_CONF_INT, "2000", "reconnect delay announced to SSE clients (retry:)", 0, 100, 600000, NULL},
     {"retry_jitter_percent", SC_CONF_INT, "50", "each stream's retry: is retry_ms +- up to this % at random", 0, 0, 100,
@@ -181,6 +184,7 @@ int main(int argc, char **argv, char **envp) {
   opts.drain_ms = (unsigned)sc_conf_int(conf, "drain_seconds") * 1000u;
   long long ms = sc_conf_int(conf, "max_streams");
   opts.max_streams = ms > 0 ? (size_t)ms : default_max_streams();
+  opts.max_stream_backlog_bytes = (size_t)sc_conf_int(conf, "max_stream_backlog_bytes");
   if (opts.web_root == NULL) SC_WARN("web_root %s is not a directory; the web display is off", web_root);
   opts.streams_rate = (double)sc_conf_int(conf, "streams_rate_per_second");
   opts.streams_burst = (double)sc_conf_int(conf, "streams_burst");

@@ -27,6 +27,7 @@ typedef struct api_server_opts {
   unsigned retry_ms;
   unsigned drain_ms;
   size_t max_streams;
+  size_t max_stream_backlog_bytes; /* hard cap per stalled stream (see api_hub_set_backlog_cap); 0: none */
   size_t tomb_cap; /* 0: SC_KEYS_DELETED_CAP */
   /* Bounds of a stream's heartbeat= and the retry: jitter; all 0 (heartbeat_max_ms 0): the hub's defaults
    * (1 s .. 300 s, 50 %). */

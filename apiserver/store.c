@@ -288,6 +288,13 @@ void api_store_hint_set(const api_store_t *s, api_store_hint_t *hint, const api_
   hint->gen = s->gen;
 }
 
+size_t api_store_bytes_after(const api_store_t *s, uint64_t cursor, const sc_sse_filter_t *f, size_t cap) {
+  size_t sum = 0;
+  for (const api_entry_t *e = s->tail; e != NULL && e->seq > cursor && sum <= cap; e = e->prev)
+    if (f == NULL || sc_sse_filter_match(f, e->topic, e->topic_len)) sum += e->frame->len;
+  return sum;
+}
+
 int api_store_placeable(const api_store_t *s, const char *epoch, uint64_t seq) {
   if (!s->has_epoch || memcmp(epoch, s->epoch, SC_SSE_EPOCH_LEN) != 0) return 0;
   return seq >= s->floor && seq <= s->last_seq;

@@ -109,6 +109,12 @@ const api_entry_t *api_store_tail(const api_store_t *s);
 const api_entry_t *api_store_first_after(const api_store_t *s, uint64_t cursor, const api_store_hint_t *hint);
 void api_store_hint_set(const api_store_t *s, api_store_hint_t *hint, const api_entry_t *e);
 
+/* Bytes of the SSE frames of the entries after cursor that match f (NULL:
+ * all), i.e. what a stream at cursor would still have to send; counting
+ * stops once the sum exceeds cap (the result is then > cap). Walks from the
+ * tail, so it costs the number of entries after cursor at most. */
+size_t api_store_bytes_after(const api_store_t *s, uint64_t cursor, const sc_sse_filter_t *f, size_t cap);
+
 /* 1 when a client that has everything up to (epoch, seq) can be brought up
  * to date exactly from this store, else 0. */
 int api_store_placeable(const api_store_t *s, const char *epoch, uint64_t seq);

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-const char *const api_drop_names[API_DROP_N_] = {"client_closed", "shutdown", "reload", "limit", "slow", "expired"};
+const char *const api_drop_names[API_DROP_N_] = {"client_closed", "shutdown", "reload", "limit", "slow", "expired", "backlog"};
 const double api_hist_bounds[API_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                   0.25,  0.5,    1,     2.5,  5,     10,  30};
 
@@ -401,6 +401,18 @@ void api_hub_set_stream_limits(api_hub_t *hub, unsigned hb_min_ms, unsigned hb_m
   hub->retry_jitter_pct = retry_jitter_pct > 100 ? 100 : retry_jitter_pct;
 }
 
+void api_hub_set_backlog_cap(api_hub_t *hub, size_t bytes) { hub->max_backlog_bytes = bytes; }
+
+/* Bytes a stream pins in its in-flight send plus what it would still send,
+ * counted up to just past the hub's cap. */
+static size_t stream_backlog(const api_stream_t *s) {
+  size_t pinned = 0;
+  for (unsigned i = 0; i < s->nrefs; i++) pinned += s->refs[i]->len;
+  size_t cap = s->hub->max_backlog_bytes;
+  if (pinned > cap) return pinned;
+  return pinned + api_store_bytes_after(s->hub->store, s->cursor, &s->filter, cap - pinned);
+}
+
 int api_hub_parse_heartbeat(const api_hub_t *hub, const char *v, size_t len, unsigned *ms, const char **reason) {
   uint64_t sec = 0;
   if (len == 0 || len > 9) goto bad;
@@ -538,6 +550,14 @@ static void on_heartbeat(uv_timer_t *t) {
   for (api_stream_t *s = hub->head, *next; s != NULL; s = next) {
     next = s->next;
     if (s->inflight) {
+      if (hub->max_backlog_bytes > 0 && !s->closing && now - s->inflight_since_ms >= 2 * HUB_TICK_MS &&
+          stream_backlog(s) > hub->max_backlog_bytes) {
+        SC_INFO("evicting a stalled stream whose backlog exceeds %zu bytes", hub->max_backlog_bytes);
+        s->closing = 1;
+        s->close_reason = API_DROP_BACKLOG;
+        cut(s);
+        continue;
+      }
       if (hub->heartbeat_ms > 0 && !s->closing &&
           now - s->inflight_since_ms >= (uint64_t)API_STREAM_STALL_TICKS * hub->heartbeat_ms) {
         SC_INFO("evicting a stream whose client stopped reading");

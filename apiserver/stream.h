@@ -43,7 +43,7 @@
 typedef struct api_stream api_stream_t;
 typedef struct api_view api_view_t;
 
-enum { API_DROP_CLIENT = 0, API_DROP_SHUTDOWN, API_DROP_RELOAD, API_DROP_LIMIT, API_DROP_SLOW, API_DROP_EXPIRED, API_DROP_N_ };
+enum { API_DROP_CLIENT = 0, API_DROP_SHUTDOWN, API_DROP_RELOAD, API_DROP_LIMIT, API_DROP_SLOW, API_DROP_EXPIRED, API_DROP_BACKLOG, API_DROP_N_ };
 extern const char *const api_drop_names[API_DROP_N_];
 extern const double api_hist_bounds[API_HIST_BUCKETS];
 
@@ -60,6 +60,7 @@ typedef struct api_hub {
   uint64_t rng;                          /* xorshift state for the jitter */
   api_view_t *views;                     /* owned; each freed with its last stream */
   uint64_t projections;                  /* metrics: fields= projections computed */
+  size_t max_backlog_bytes;              /* 0: no cap; see api_hub_set_backlog_cap() */
   uv_timer_t hb_timer;      /* closed in api_hub_dispose */
   uv_timer_t drain_timer;
   int draining;
@@ -77,6 +78,11 @@ __attribute__((warn_unused_result)) int api_hub_init(api_hub_t *hub, uv_loop_t *
                                                     unsigned heartbeat_ms, size_t max_streams, unsigned retry_ms);
 /* Bounds for heartbeat= (ms) and the retry jitter (0..100 %). */
 void api_hub_set_stream_limits(api_hub_t *hub, unsigned hb_min_ms, unsigned hb_max_ms, unsigned retry_jitter_pct);
+/* Hard cap on what a stalled stream still has to send: a stream whose
+ * write has been in flight for two hub ticks and whose in-flight frames plus
+ * the matching store entries after its cursor exceed bytes is cut (reason
+ * "backlog"; it resumes from its last id). 0: no cap. */
+void api_hub_set_backlog_cap(api_hub_t *hub, size_t bytes);
 /* Parse a heartbeat= value (whole seconds) and check it against the
  * bounds. Returns 0 with *ms, or SC_EINVAL with *reason (static text). */
 __attribute__((warn_unused_result)) int api_hub_parse_heartbeat(const api_hub_t *hub, const char *v, size_t len,

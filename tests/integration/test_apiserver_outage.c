@@ -7,6 +7,7 @@
  * directly with the commit script and a different notify channel. Every test
  * ends with a checker: what each stream last showed per topic equals
  * Redis's committed state (HGET state:{T} data for every indexed topic).
+ * Also: a stalled reader past max_stream_backlog_bytes is cut, and counted.
  */
 #include <criterion/criterion.h>
 
@@ -15,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,12 +46,27 @@ static void dump(const char *path) {
   fclose(f);
 }
 
+static void spawn_api(const char *const *extra) {
+  char url[128], alisten[64];
+  sc_test_redis_url(&g_redis, url, sizeof url);
+  g_aport = sc_test_free_port();
+  snprintf(alisten, sizeof alisten, "127.0.0.1:%d", g_aport);
+  char *abin = sc_test_bin("statecast-apiserver");
+  char *aargv[24] = {abin, "--redis-url", url, "--listen", alisten, "--drain-seconds", "1", "--heartbeat-seconds", "1"};
+  size_t n = 9;
+  for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 23; i++) aargv[n++] = (char *)extra[i];
+  aargv[n] = NULL;
+  g_api = sc_test_spawn(abin, aargv, NULL, g_alog);
+  free(abin);
+  cr_assert(sc_test_wait_http(g_aport, "/readyz", 200, WAIT_MS), "apiserver not ready");
+}
+
 static void setup(void) {
   cr_assert_eq(sc_test_redis_start(&g_redis, g_aof), 0, "redis-server did not start");
   g_redis_started = 1;
   snprintf(g_log, sizeof g_log, "%s/kvu.log", g_redis.dir);
   snprintf(g_alog, sizeof g_alog, "%s/api.log", g_redis.dir);
-  char url[128], klisten[64], alisten[64];
+  char url[128], klisten[64];
   sc_test_redis_url(&g_redis, url, sizeof url);
   g_kport = sc_test_free_port();
   snprintf(klisten, sizeof klisten, "127.0.0.1:%d", g_kport);
@@ -56,14 +75,7 @@ static void setup(void) {
   g_kvu = sc_test_spawn(kbin, kargv, NULL, g_log);
   free(kbin);
   cr_assert(sc_test_wait_http(g_kport, "/readyz", 200, WAIT_MS), "kv-updater not ready");
-  g_aport = sc_test_free_port();
-  snprintf(alisten, sizeof alisten, "127.0.0.1:%d", g_aport);
-  char *abin = sc_test_bin("statecast-apiserver");
-  char *aargv[] = {abin, "--redis-url", url, "--listen", alisten, "--drain-seconds", "1", "--heartbeat-seconds", "1",
-                   NULL};
-  g_api = sc_test_spawn(abin, aargv, NULL, g_alog);
-  free(abin);
-  cr_assert(sc_test_wait_http(g_aport, "/readyz", 200, WAIT_MS), "apiserver not ready");
+  spawn_api(NULL);
 }
 
 static void teardown(void) {
@@ -185,12 +197,14 @@ static void track_event(tracked_t *s, const sc_sse_event_t *ev) {
   }
 }
 
-static void track_open(tracked_t *s, const char *last_id) {
+static void track_open_path(tracked_t *s, const char *path, const char *last_id) {
   memset(s, 0, sizeof *s);
-  s->c = sc_sse_connect(g_aport, "/events", last_id, 0, WAIT_MS);
+  s->c = sc_sse_connect(g_aport, path, last_id, 0, WAIT_MS);
   cr_assert_not_null(s->c);
   cr_assert_eq(sc_sse_status(s->c), 200);
 }
+
+static void track_open(tracked_t *s, const char *last_id) { track_open_path(s, "/events", last_id); }
 
 static void track_close(tracked_t *s) {
   for (size_t i = 0; i < s->n; i++) free(s->t[i].data);
@@ -246,14 +260,15 @@ static void expect_heartbeats(tracked_t *s, int n) {
   }
 }
 
-/* The checker: every indexed topic shows Redis's data, and nothing the
- * stream shows as live is absent from Redis. */
-static void check_matches_redis(tracked_t *s) {
+/* The checker: every indexed topic (only: just that one; NULL: all) shows
+ * Redis's data, and nothing the stream shows as live is absent from Redis. */
+static void check_matches_redis_for(tracked_t *s, const char *only) {
   redisContext *c = conn(NULL);
   redisReply *idx = redisCommand(c, "ZRANGE statecast:index 0 -1");
   cr_assert(idx != NULL && idx->type == REDIS_REPLY_ARRAY);
   for (size_t i = 0; i < idx->elements; i++) {
     const char *t = idx->element[i]->str;
+    if (only != NULL && strcmp(t, only) != 0) continue;
     redisReply *d = redisCommand(c, "HGET state:{%s} data", t);
     cr_assert(d != NULL && d->type == REDIS_REPLY_STRING);
     shown_t *x = NULL;
@@ -273,6 +288,8 @@ static void check_matches_redis(tracked_t *s) {
   freeReplyObject(idx);
   redisFree(c);
 }
+
+static void check_matches_redis(tracked_t *s) { check_matches_redis_for(s, NULL); }
 
 static int metric(const char *name, long long *out) {
   char body[32768];
@@ -432,4 +449,59 @@ Test(apiserver_outage, a_new_epoch_gives_every_client_the_new_full_state_only) {
   track_until(&s2, "new2", "\"n2\"");
   check_matches_redis(&s2);
   track_close(&s2);
+}
+
+static int backlog_drop_counted(void *arg) {
+  (void)arg;
+  long long n = 0;
+  return metric("statecast_api_streams_dropped_total{reason=\"backlog\"}", &n) && n >= 1;
+}
+
+Test(apiserver_outage, a_stalled_reader_past_the_backlog_cap_is_cut_and_counted) {
+  /* Restart the apiserver with a small cap (the stall timeout, 4 heartbeats
+   * of 60 s, cannot fire first). */
+  cr_assert_eq(WEXITSTATUS(sc_test_stop(g_api, SIGTERM, 15000)), 0);
+  const char *const extra[] = {"--max-stream-backlog-bytes", "1048576", "--heartbeat-seconds", "60", NULL};
+  spawn_api(extra);
+  /* 24 MiB of state: more than the socket buffers of one loopback connection hold. */
+  size_t big = 256 * 1024;
+  char *data = malloc(big + 3);
+  cr_assert_not_null(data);
+  data[0] = '"';
+  memset(data + 1, 'x', big);
+  data[big + 1] = '"';
+  data[big + 2] = '\0';
+  redisContext *c = conn(NULL);
+  char topic[32];
+  long long last = 0;
+  for (int i = 0; i < 96; i++) {
+    snprintf(topic, sizeof topic, "big/%02d", i);
+    last = commit_on(c, topic, data, "statecast:notify");
+  }
+  redisFree(c);
+  free(data);
+  long long seen = 0;
+  while (!(metric("statecast_api_last_seq", &seen) && seen >= last)) usleep(20 * 1000);
+
+  /* A client that asks for everything and never reads. */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert(fd >= 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_aport)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  const char req[] = "GET /events HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+
+  /* A healthy stream is not held up by it. */
+  tracked_t s1;
+  track_open_path(&s1, "/events?topic=small", NULL);
+  track_until(&s1, NULL, NULL);
+  cr_assert(sc_test_wait(backlog_drop_counted, NULL, 60000), "stalled stream cut for its backlog");
+  commit("small", "1");
+  track_until(&s1, "small", "1");
+  check_matches_redis_for(&s1, "small");
+  track_close(&s1);
+  close(fd);
 }
