@@ -830,6 +830,9 @@ static void on_lease_reply(sc_redis_t *r, int status, redisReply *reply, void *p
   } else {
     step_down(k, "the lease is gone or held by another kv-updater");
     check_drained(k);
+    /* Redis may have lost its data (and the lease with it): try at once. */
+    if (k->state == KVU_RUNNING && lease_send(k, LEASE_ACQUIRE) == SC_ENOMEM)
+      SC_ERROR("out of memory sending a lease command");
   }
 }
 
@@ -844,6 +847,8 @@ static void on_lease_state(sc_redis_t *r, int up, const char *why, void *data) {
   kvu_t *k = data;
   k->lease_up = up;
   if (!up) {
+    /* Not ready again until a lease attempt on the new connection answers. */
+    k->role_known = 0;
     if (k->state == KVU_RUNNING) SC_WARN("lease connection down (%s)", why != NULL ? why : "?");
     return;
   }

@@ -97,8 +97,10 @@ static void teardown(void) {
   for (int i = 0; i < 2; i++) {
     if (g_kvu[i].pid > 0) {
       kill(g_kvu[i].pid, SIGCONT);
-      sc_test_stop(g_kvu[i].pid, SIGTERM, 10000);
+      int st = sc_test_stop(g_kvu[i].pid, SIGTERM, 10000);
       g_kvu[i].pid = 0;
+      if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) dump_log(&g_kvu[i]);
+      cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "kv-updater %d should exit 0 on SIGTERM (status %d)", i, st);
     }
   }
   sc_test_redis_stop(&g_redis, 0);
