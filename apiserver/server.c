@@ -807,6 +807,10 @@ static int on_metrics(sc_httpd_handler_t *self, h2o_req_t *req) {
   tb_printf(&b, "statecast_api_state_loads_total %llu\n", (unsigned long long)s->loads);
   tb_printf(&b, "# HELP statecast_api_ready 1 when the state is loaded and the subscription live.\n# TYPE statecast_api_ready gauge\n");
   tb_printf(&b, "statecast_api_ready %d\n", s->ready && s->sub_up && !s->draining);
+  tb_printf(&b, "# HELP statecast_api_http_published_total Messages committed through POST /publish.\n# TYPE statecast_api_http_published_total counter\n");
+  tb_printf(&b, "statecast_api_http_published_total %llu\n", (unsigned long long)s->published);
+  tb_printf(&b, "# HELP statecast_api_rate_limited_total Requests refused with 429 (streams and publishes).\n# TYPE statecast_api_rate_limited_total counter\n");
+  tb_printf(&b, "statecast_api_rate_limited_total %llu\n", (unsigned long long)s->rate_limited);
   tb_printf(&b, "# HELP statecast_api_commit_to_send_seconds Delay from commit to the write of a live event.\n# TYPE statecast_api_commit_to_send_seconds histogram\n");
   uint64_t cum = 0;
   for (int i = 0; i < API_HIST_BUCKETS; i++) {
