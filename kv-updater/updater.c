@@ -1045,6 +1045,9 @@ static void on_inbox_reply(sc_redis_t *r, int status, redisReply *reply, void *p
   case INBOX_CLAIM:
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 && reply->element[0]->type == REDIS_REPLY_STRING) {
       snprintf(k->claim_cursor, sizeof k->claim_cursor, "%s", reply->element[0]->str);
+      if (reply->element[1]->type == REDIS_REPLY_ARRAY && reply->element[1]->elements > 0)
+        SC_INFO("claimed %zu pending %s entr%s (idle >= %llu ms)", reply->element[1]->elements, SC_KEYS_INBOX,
+                reply->element[1]->elements == 1 ? "y" : "ies", (unsigned long long)k->claim_min_idle);
       take_entries(k, reply->element[1]);
       if (strcmp(k->claim_cursor, "0-0") == 0) k->claiming = 0;
     } else {

@@ -435,7 +435,65 @@ Test(failover, a_paused_leader_is_fenced_after_a_standby_takes_over) {
   check_notes();
   cr_assert_eq(metric(0, "statecast_kvu_leader"), 0, "the resumed kv-updater must not lead");
   cr_assert(log_has(0, "stepping down as leader"), "the resumed kv-updater should say it stepped down");
+  if (log_has(1, "claimed "))
+    cr_log_info("the new leader claimed entries left pending (e.g. handed to the paused one)");
   cr_assert_eq(metric(0, "statecast_kvu_messages_committed_total"), before,
                "the resumed kv-updater committed something after losing its lease");
   cr_assert(is_leader(1));
+}
+
+static int pred_notes_at_least(void *arg) {
+  int want = *(int *)arg;
+  pthread_mutex_lock(&g_lock);
+  int n = g_nnotes;
+  pthread_mutex_unlock(&g_lock);
+  return n >= want;
+}
+
+Test(failover, a_raw_publish_is_committed_once_by_the_leader_and_ignored_by_the_standby) {
+  start_kvu(0);
+  wait_leader(0);
+  start_kvu(1);
+  start_recorder();
+  redisContext *c = sc_test_redis_connect(&g_redis);
+  cr_assert_not_null(c);
+  const int total = 50;
+  for (int i = 1; i <= total; i++) {
+    redisReply *r = redisCommand(c, "PUBLISH update:{t3} {\"n\":%d}", i);
+    cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER);
+    cr_assert_eq(r->integer, 2, "both kv-updaters are subscribed");
+    freeReplyObject(r);
+  }
+  redisFree(c);
+  g_acc[g_nacc++] = (accepted_t){3, total, ""};
+  check_converged();
+  int want = total;
+  cr_assert(sc_test_wait(pred_notes_at_least, &want, WAIT_MS));
+  usleep(300 * 1000);
+  pthread_mutex_lock(&g_lock);
+  int n = g_nnotes;
+  pthread_mutex_unlock(&g_lock);
+  cr_assert_eq(n, total, "each message committed exactly once (%d notifications)", n);
+  check_notes();
+  cr_assert_eq(metric(1, "statecast_kvu_standby_ignored_total"), total);
+  cr_assert_eq(metric(1, "statecast_kvu_messages_committed_total"), 0);
+}
+
+Test(failover, a_leader_stopped_with_sigterm_hands_over_at_once) {
+  start_kvu(0);
+  wait_leader(0);
+  start_kvu(1);
+  int st = sc_test_stop(g_kvu[0].pid, SIGTERM, 10000);
+  g_kvu[0].pid = 0;
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+  /* The lease was released: the standby takes it on its next attempt
+   * (every lease_ms/5), far sooner than the lease would expire. */
+  long long t0 = now_ms();
+  wait_leader(1);
+  cr_log_info("standby took over %lld ms after the leader's SIGTERM", now_ms() - t0);
+  sc_publisher_t *p = NULL;
+  cr_assert_eq(sc_publisher_new(&p, g_url, NULL), 0);
+  for (int n = 1; n <= 100; n++) cr_assert_eq(publish(p, n % NTOPICS, n, 0), 0);
+  sc_publisher_free(p);
+  check_converged();
 }
