@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -163,7 +164,7 @@ Test(apiserver_resilience, survives_a_redis_restart_and_resumes) {
   cr_assert(sc_test_wait_http(g_aport, "/readyz", 503, WAIT_MS), "not ready while Redis is down");
   cr_assert_eq(sc_test_redis_restart(&g_redis, NULL), 0);
   cr_assert(sc_test_wait_http(g_aport, "/readyz", 200, WAIT_MS), "ready again");
-  expect_end(c); /* the reload ends streams so that they resume against the new state */
+  expect_end(c); /* Redis came back empty (no persistence): a new epoch ends streams */
   sc_sse_close(c);
   publish("b", "2");
   c = open_stream("/events", NULL, 0);
@@ -205,4 +206,54 @@ Test(apiserver_resilience, serves_the_web_display_without_path_traversal) {
   char buf[256];
   cr_assert_eq(sc_test_http(g_aport, "GET", "/missing.html", buf, sizeof buf), 404);
   cr_assert_eq(sc_test_http(g_aport, "GET", "/healthz", buf, sizeof buf), 200, "API routes win over files");
+}
+
+static int metric_value(const char *name, long long *out) {
+  static char body[65536];
+  if (sc_test_http(g_aport, "GET", "/metrics", body, sizeof body) != 200) return 0;
+  char pat[160];
+  snprintf(pat, sizeof pat, "\n%s ", name);
+  const char *p = strstr(body, pat);
+  if (p == NULL) return 0;
+  *out = atoll(p + strlen(pat));
+  return 1;
+}
+
+Test(apiserver_resilience, the_default_stream_limit_stays_below_the_open_file_limit) {
+  /* Restart the apiserver under a small open-file limit (inherited). */
+  int st = sc_test_stop(g_api, SIGTERM, 15000);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  g_api = -1;
+  struct rlimit rl;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  rlim_t lim = 256;
+  cr_assert(rl.rlim_max >= lim);
+  rl.rlim_cur = lim;
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  char url[128], alisten[64];
+  sc_test_redis_url(&g_redis, url, sizeof url);
+  g_aport = sc_test_free_port();
+  snprintf(alisten, sizeof alisten, "127.0.0.1:%d", g_aport);
+  char *abin = sc_test_bin("statecast-apiserver");
+  char *aargv[] = {abin, "--redis-url", url, "--listen", alisten, "--drain-seconds", "1", NULL};
+  g_api = sc_test_spawn(abin, aargv, NULL, g_alog);
+  free(abin);
+  cr_assert(sc_test_wait_http(g_aport, "/readyz", 200, WAIT_MS), "apiserver not ready");
+  long long max = 0;
+  cr_assert(metric_value("statecast_api_streams_max", &max));
+  cr_assert(max > 0 && max < (long long)lim - 16, "max_streams %lld below the fd limit %llu", max,
+            (unsigned long long)lim);
+  /* Fill it: every stream is answered, the next one gets 503 + Retry-After, never a dropped connection. */
+  sc_sse_client_t **cs = calloc((size_t)max, sizeof *cs);
+  cr_assert_not_null(cs);
+  for (long long i = 0; i < max; i++) cs[i] = open_stream("/events", NULL, 0);
+  sc_sse_client_t *over = sc_sse_connect(g_aport, "/events", NULL, 0, WAIT_MS);
+  cr_assert_not_null(over, "connection accepted past the limit");
+  cr_assert_eq(sc_sse_status(over), 503);
+  cr_assert_not_null(sc_sse_header(over, "retry-after"));
+  sc_sse_close(over);
+  char body[256];
+  cr_assert_eq(sc_test_http(g_aport, "GET", "/healthz", body, sizeof body), 200, "still serving");
+  for (long long i = 0; i < max; i++) sc_sse_close(cs[i]);
+  free(cs);
 }
