@@ -566,7 +566,7 @@ static int on_events(sc_httpd_handler_t *self, h2o_req_t *req) {
     api_claims_dispose(&claims);
     return 0;
   }
-  if (has_token && claims.exp > 0) params.expires_ms = claims.exp * 1000;
+  if (has_token && claims.exp > 0 && claims.exp < INT64_MAX / 1000) params.expires_ms = claims.exp * 1000;
   api_claims_dispose(&claims);
   if (s->store == NULL || s->draining) {
     sc_sse_filter_dispose(&f);
