@@ -9,6 +9,10 @@
 #include <string.h>
 #include <sys/random.h>
 
+/* The acknowledgement uses pcall: it runs after the writes (a script is not
+ * rolled back on error), and a failed XACK/XDEL (statecast:inbox of another
+ * type) must not leave a commit without its notification; the entry then
+ * stays pending and is skipped as stale when it comes back. */
 const char sc_commit_script[] =
     "if ARGV[8] ~= '' and redis.call('GET', KEYS[8]) ~= ARGV[8] then\n"
     "  return redis.error_reply('NOTLEADER this kv-updater does not hold the statecast:leader lease')\n"
@@ -23,8 +27,8 @@ const char sc_commit_script[] =
     "local id = ARGV[7]\n"
     "local function ack()\n"
     "  if id ~= '' then\n"
-    "    redis.call('XACK', KEYS[7], ARGV[9], id)\n"
-    "    redis.call('XDEL', KEYS[7], id)\n"
+    "    redis.pcall('XACK', KEYS[7], ARGV[9], id)\n"
+    "    redis.pcall('XDEL', KEYS[7], id)\n"
     "  end\n"
     "end\n"
     "local function res(c, s, ts, stale)\n"
