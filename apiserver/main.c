@@ -3,6 +3,7 @@
  * and metrics, and the web display (see server.h). This file only wires
  * things: config, logging, loop, signals, shutdown.
  */
+#include "binconf.h"
 #include "config.h"
 #include "err.h"
 #include "httpd.h"
@@ -125,24 +126,9 @@ int main(int argc, char **argv, char **envp) {
   }
   sc_log_level_t level;
   sc_log_format_t format;
-  if (sc_log_parse_level(sc_conf_str(conf, "log_level"), &level) != 0 ||
-      sc_log_parse_format(sc_conf_str(conf, "log_format"), &format) != 0) {
-    fprintf(stderr, "%s: bad log_level or log_format\n", PROGRAM);
-    goto done;
-  }
-  if (sc_redis_url_parse(sc_conf_str(conf, "redis_url"), &addr, err, sizeof err) != 0) {
-    fprintf(stderr, "%s: redis_url (%s): %s\n", PROGRAM, sc_conf_source(conf, "redis_url"), err);
-    goto done;
-  }
-  const char *password = sc_conf_str(conf, "redis_password");
-  if (password != NULL) {
-    free(addr.password);
-    addr.password = strdup(password);
-    if (addr.password == NULL) goto done;
-  }
-  if (sc_redis_addr_set_sentinels(&addr, sc_conf_str(conf, "redis_sentinels"), sc_conf_str(conf, "redis_master_name"),
-                                  err, sizeof err) != 0) {
-    fprintf(stderr, "%s: redis_sentinels (%s): %s\n", PROGRAM, sc_conf_source(conf, "redis_sentinels"), err);
+  if (sc_binconf_log(conf, &level, &format, err, sizeof err) != 0 ||
+      sc_binconf_redis_addr(conf, &addr, err, sizeof err) != 0) {
+    fprintf(stderr, "%s: %s\n", PROGRAM, err);
     goto done;
   }
   struct sockaddr_storage ss;

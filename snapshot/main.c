@@ -4,6 +4,7 @@
  * the output; the format lives in snap_format.c, the Redis side in
  * snap_redis.c.
  */
+#include "binconf.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"
@@ -138,27 +139,12 @@ static int connect_redis(const sc_conf_t *conf, redisContext **c) {
   char err[512];
   sc_redis_addr_t addr;
   memset(&addr, 0, sizeof addr);
-  if (sc_redis_url_parse(sc_conf_str(conf, "redis_url"), &addr, err, sizeof err) != 0) {
-    fprintf(stderr, "%s: redis_url: %s\n", PROGRAM, err);
-    return EXIT_USAGE;
+  int rc = sc_binconf_redis_addr(conf, &addr, err, sizeof err);
+  if (rc != 0) {
+    fprintf(stderr, "%s: %s\n", PROGRAM, err);
+    return rc == SC_ENOMEM ? EXIT_REDIS : EXIT_USAGE;
   }
-  const char *pw = sc_conf_str(conf, "redis_password");
-  if (pw != NULL) {
-    free(addr.password);
-    addr.password = strdup(pw);
-    if (addr.password == NULL) {
-      sc_redis_addr_dispose(&addr);
-      fprintf(stderr, "%s: out of memory\n", PROGRAM);
-      return EXIT_REDIS;
-    }
-  }
-  if (sc_redis_addr_set_sentinels(&addr, sc_conf_str(conf, "redis_sentinels"), sc_conf_str(conf, "redis_master_name"),
-                                  err, sizeof err) != 0) {
-    sc_redis_addr_dispose(&addr);
-    fprintf(stderr, "%s: redis_sentinels: %s\n", PROGRAM, err);
-    return EXIT_USAGE;
-  }
-  int rc = snap_redis_connect(c, &addr, (int)sc_conf_int(conf, "timeout_ms"), err, sizeof err);
+  rc = snap_redis_connect(c, &addr, (int)sc_conf_int(conf, "timeout_ms"), err, sizeof err);
   sc_redis_addr_dispose(&addr);
   if (rc != 0) {
     fprintf(stderr, "%s: %s\n", PROGRAM, err);
@@ -301,17 +287,16 @@ int main(int argc, char **argv, char **envp) {
   }
   sc_log_level_t level;
   sc_log_format_t format;
-  if (sc_log_parse_level(sc_conf_str(conf, "log_level"), &level) != 0 ||
-      sc_log_parse_format(sc_conf_str(conf, "log_format"), &format) != 0) {
-    fprintf(stderr, "%s: bad log_level or log_format\n", PROGRAM);
+  if (sc_binconf_log(conf, &level, &format, err, sizeof err) != 0) {
+    fprintf(stderr, "%s: %s\n", PROGRAM, err);
     goto done;
   }
   sc_log_init("snapshot", level, format);
   if (sc_conf_check_wanted(conf)) {
     sc_redis_addr_t addr;
     memset(&addr, 0, sizeof addr);
-    if (sc_redis_url_parse(sc_conf_str(conf, "redis_url"), &addr, err, sizeof err) != 0) {
-      fprintf(stderr, "%s: redis_url: %s\n", PROGRAM, err);
+    if (sc_binconf_redis_addr(conf, &addr, err, sizeof err) != 0) {
+      fprintf(stderr, "%s: %s\n", PROGRAM, err);
       goto done;
     }
     sc_redis_addr_dispose(&addr);
