@@ -32,6 +32,8 @@ static const sc_conf_spec_t specs[] = {
     {"heartbeat_seconds", SC_CONF_INT, "15", "SSE heartbeat comment interval (0: none)", 0, 0, 3600, NULL},
     {"max_streams", SC_CONF_INT, "0", "maximum concurrent SSE streams (0: open-file limit minus a margin)", 0, 0,
      MAX_STREAMS_CAP, NULL},
+    {"workers", SC_CONF_INT, "0", "fan-out threads, each with its own loop and listener on the port (0: one per CPU)",
+     0, 0, 256, NULL},
     {"max_stream_backlog_bytes", SC_CONF_INT, "8388608",
      "cut a stalled stream whose unsent state (in-flight plus still due) exceeds this (0: no cap)", 0, 0,
      (long long)1 << 40, NULL},
@@ -171,6 +173,8 @@ int main(int argc, char **argv, char **envp) {
   long long ms = sc_conf_int(conf, "max_streams");
   opts.max_streams = ms > 0 ? (size_t)ms : default_max_streams();
   opts.max_stream_backlog_bytes = (size_t)sc_conf_int(conf, "max_stream_backlog_bytes");
+  long long nw = sc_conf_int(conf, "workers");
+  opts.workers = nw > 0 ? (unsigned)nw : uv_available_parallelism();
   if (opts.web_root == NULL) SC_WARN("web_root %s is not a directory; the web display is off", web_root);
   opts.streams_rate = (double)sc_conf_int(conf, "streams_rate_per_second");
   opts.streams_burst = (double)sc_conf_int(conf, "streams_burst");
@@ -200,8 +204,8 @@ int main(int argc, char **argv, char **envp) {
   }
   char where[256];
   sc_redis_addr_describe(&addr, where, sizeof where);
-  SC_INFO("started: listening on port %d, redis %s, max_streams %zu, web_root %s", api_server_port(app.srv), where,
-          opts.max_streams, opts.web_root ? opts.web_root : "(none)");
+  SC_INFO("started: listening on port %d, %u workers, redis %s, max_streams %zu, web_root %s",
+          api_server_port(app.srv), opts.workers, where, opts.max_streams, opts.web_root ? opts.web_root : "(none)");
 
   uv_signal_init(&app.loop, &app.sigterm);
   uv_signal_init(&app.loop, &app.sigint);

@@ -147,7 +147,7 @@ static int step(pub_op_t *op, pmsg_t *m) {
 static void check_done(pub_op_t *op) {
   for (size_t i = 0; i < op->n; i++)
     if (op->msgs[i].st != M_DONE) return;
-  if (op->cfg->published != NULL) *op->cfg->published += op->n;
+  if (op->cfg->published != NULL) atomic_fetch_add_explicit(op->cfg->published, op->n, memory_order_relaxed);
   op_finish(op, 200, "OK", NULL);
 }
 

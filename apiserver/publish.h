@@ -25,6 +25,7 @@
 #define API_PUBLISH_H
 
 #include <h2o.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -39,7 +40,7 @@ typedef struct api_publish_cfg {
   sc_redis_t *cmd;      /* borrowed: the command connection */
   size_t max_bytes;     /* per message and per body */
   unsigned timeout_ms;
-  uint64_t *published;  /* borrowed counter (metrics), may be NULL */
+  _Atomic uint64_t *published; /* borrowed counter (metrics, shared by the workers), may be NULL */
 } api_publish_cfg_t;
 
 /* Handle a POST to /publish or /publish/<topic> from a caller whose token

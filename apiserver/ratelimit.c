@@ -6,6 +6,7 @@
 #include "err.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ typedef struct bucket {
 } bucket_t;
 
 struct api_rl {
+  pthread_mutex_t mu; /* every worker thread takes tokens from the same buckets */
   double rate, burst;
   size_t max_keys, count, nbuckets;
   bucket_t **table; /* owned array of chains */
@@ -35,6 +37,7 @@ int api_rl_new(api_rl_t **out, double rate, double burst, size_t max_keys) {
   if (rate <= 0) return 0;
   api_rl_t *rl = calloc(1, sizeof *rl);
   if (rl == NULL) return SC_ENOMEM;
+  pthread_mutex_init(&rl->mu, NULL);
   rl->rate = rate;
   rl->burst = burst < 1 ? 1 : burst;
   rl->max_keys = max_keys < 1 ? 1 : max_keys;
@@ -56,10 +59,17 @@ void api_rl_free(api_rl_t *rl) {
     free(b);
   }
   free(rl->table);
+  pthread_mutex_destroy(&rl->mu);
   free(rl);
 }
 
-size_t api_rl_count(const api_rl_t *rl) { return rl ? rl->count : 0; }
+size_t api_rl_count(api_rl_t *rl) {
+  if (rl == NULL) return 0;
+  pthread_mutex_lock(&rl->mu);
+  size_t n = rl->count;
+  pthread_mutex_unlock(&rl->mu);
+  return n;
+}
 
 static void lru_unlink(api_rl_t *rl, bucket_t *b) {
   if (b->prev) b->prev->next = b->next; else rl->head = b->next;
@@ -81,8 +91,7 @@ static void hash_remove(api_rl_t *rl, bucket_t *b) {
   *pp = b->hnext;
 }
 
-unsigned api_rl_take(api_rl_t *rl, const char *key, uint64_t now_ms) {
-  if (rl == NULL) return 0;
+static unsigned take_locked(api_rl_t *rl, const char *key, uint64_t now_ms) {
   char k[API_RL_KEY_MAX + 1];
   size_t kl = strlen(key);
   if (kl > API_RL_KEY_MAX) kl = API_RL_KEY_MAX;
@@ -121,4 +130,12 @@ unsigned api_rl_take(api_rl_t *rl, const char *key, uint64_t now_ms) {
   }
   double wait = ceil((1.0 - b->tokens) / rl->rate);
   return wait < 1 ? 1u : wait > 86400 ? 86400u : (unsigned)wait;
+}
+
+unsigned api_rl_take(api_rl_t *rl, const char *key, uint64_t now_ms) {
+  if (rl == NULL) return 0;
+  pthread_mutex_lock(&rl->mu);
+  unsigned wait = take_locked(rl, key, now_ms);
+  pthread_mutex_unlock(&rl->mu);
+  return wait;
 }

@@ -6,6 +6,7 @@
  * At most `max_keys` buckets exist; a new key past that evicts the least
  * recently used one (an evicted key simply starts again with a full bucket,
  * which only ever errs on the generous side). rate 0 turns the limiter off.
+ * Thread-safe: the worker threads of one apiserver share the buckets.
  */
 #ifndef API_RATELIMIT_H
 #define API_RATELIMIT_H
@@ -25,6 +26,6 @@ void api_rl_free(api_rl_t *rl);
  * until a token is available. */
 unsigned api_rl_take(api_rl_t *rl, const char *key, uint64_t now_ms);
 /* Buckets currently held. */
-size_t api_rl_count(const api_rl_t *rl);
+size_t api_rl_count(api_rl_t *rl);
 
 #endif

@@ -1,12 +1,16 @@
 /*
- * server: the apiserver's wiring on one loop. It owns the two Redis
- * connections (a subscriber on statecast:notify and a command connection
- * for loading), the current store, the stream hub and the HTTP routes:
+ * server: the apiserver's wiring. On the caller's loop (the Redis thread)
+ * it owns the two Redis connections (a subscriber on statecast:notify and a
+ * command connection for loading) and the master store; it starts
+ * `workers` fan-out threads (worker.h), each listening on the same port
+ * (SO_REUSEPORT) with its own hub and a replica of the store, and passes
+ * every change on to them in commit order:
  *
  *   sub up -> load (buffering notifications) -> apply buffered by seq -> live
- *   live: notification -> store apply -> hub notify
- *   epoch change or sub reconnect -> reload into a new store, swap, and end
- *   every stream so it resumes exactly (or gets full state) on reconnect.
+ *   live: notification -> master apply -> every worker: replica apply -> hub notify
+ *   epoch change or sub reconnect -> reload into a new store, hand each
+ *   worker a replica, and end every stream so it resumes exactly (or gets
+ *   full state) on reconnect.
  */
 #ifndef API_SERVER_H
 #define API_SERVER_H
@@ -26,7 +30,8 @@ typedef struct api_server_opts {
   unsigned heartbeat_ms;
   unsigned retry_ms;
   unsigned drain_ms;
-  size_t max_streams;
+  size_t max_streams;        /* over all workers */
+  unsigned workers;          /* fan-out threads (0: 1) */
   size_t max_stream_backlog_bytes; /* hard cap per stalled stream (see api_hub_set_backlog_cap); 0: none */
   size_t tomb_cap; /* 0: SC_KEYS_DELETED_CAP */
   /* Bounds of a stream's heartbeat= and the retry: jitter; all 0 (heartbeat_max_ms 0): the hub's defaults

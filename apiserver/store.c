@@ -8,6 +8,7 @@
 #include "err.h"
 #include "keys.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,12 +29,12 @@ struct api_store {
 };
 
 api_frame_t *api_frame_ref(api_frame_t *f) {
-  f->refs++;
+  atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
   return f;
 }
 
 void api_frame_unref(api_frame_t *f) {
-  if (f != NULL && --f->refs == 0) free(f);
+  if (f != NULL && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) free(f);
 }
 
 static uint32_t hash_topic(const char *t, size_t len) {
@@ -186,7 +187,7 @@ static api_frame_t *make_frame(const api_store_t *s, uint64_t seq, int64_t ts, c
   size_t fcap = sc_sse_frame_size(idlen, strlen(event), elen);
   api_frame_t *f = malloc(sizeof *f + fcap);
   if (f != NULL) {
-    f->refs = 1;
+    atomic_init(&f->refs, 1);
     f->len = (uint32_t)sc_sse_frame(f->bytes, id, idlen, event, env, elen);
     /* The envelope is one line, so it sits right after "data: " and before "\n\n". */
     f->env_len = (uint32_t)elen;
@@ -197,13 +198,9 @@ static api_frame_t *make_frame(const api_store_t *s, uint64_t seq, int64_t ts, c
   return f;
 }
 
-int api_store_apply(api_store_t *s, uint64_t seq, int64_t ts, const char *topic, size_t topic_len, const char *data,
-                    size_t data_len) {
-  uint32_t h = hash_topic(topic, topic_len);
-  api_entry_t *e = find(s, topic, topic_len, h);
-  if (e != NULL && e->seq >= seq) return 0;
-  api_frame_t *f = make_frame(s, seq, ts, topic, topic_len, data, data_len);
-  if (f == NULL) return SC_ENOMEM;
+/* Move (or add) topic's entry to seq with frame f (reference taken over). */
+static int apply_frame(api_store_t *s, api_entry_t *e, uint32_t h, uint64_t seq, int64_t ts, const char *topic,
+                       size_t topic_len, api_frame_t *f, int deleted) {
   if (e == NULL) {
     e = calloc(1, sizeof *e + topic_len + 1);
     if (e == NULL) {
@@ -225,7 +222,7 @@ int api_store_apply(api_store_t *s, uint64_t seq, int64_t ts, const char *topic,
   e->seq = seq;
   e->ts = ts;
   e->frame = f;
-  e->deleted = data == NULL;
+  e->deleted = deleted != 0;
   list_insert(s, e);
   api_store_raise_last_seq(s, seq);
   if (e->deleted && !s->loading) {
@@ -233,6 +230,44 @@ int api_store_apply(api_store_t *s, uint64_t seq, int64_t ts, const char *topic,
     trim_tombs(s);
   }
   return 1;
+}
+
+int api_store_apply(api_store_t *s, uint64_t seq, int64_t ts, const char *topic, size_t topic_len, const char *data,
+                    size_t data_len) {
+  uint32_t h = hash_topic(topic, topic_len);
+  api_entry_t *e = find(s, topic, topic_len, h);
+  if (e != NULL && e->seq >= seq) return 0;
+  api_frame_t *f = make_frame(s, seq, ts, topic, topic_len, data, data_len);
+  if (f == NULL) return SC_ENOMEM;
+  return apply_frame(s, e, h, seq, ts, topic, topic_len, f, data == NULL);
+}
+
+int api_store_apply_frame(api_store_t *s, uint64_t seq, int64_t ts, const char *topic, size_t topic_len,
+                          api_frame_t *f, int deleted) {
+  uint32_t h = hash_topic(topic, topic_len);
+  api_entry_t *e = find(s, topic, topic_len, h);
+  if (e != NULL && e->seq >= seq) return 0;
+  return apply_frame(s, e, h, seq, ts, topic, topic_len, api_frame_ref(f), deleted);
+}
+
+int api_store_clone(const api_store_t *src, api_store_t **out) {
+  api_store_t *s;
+  int rc = api_store_new(&s, src->tomb_cap);
+  if (rc != 0) return rc;
+  /* Appending in seq order rebuilds the same list and tombstone order. */
+  for (const api_entry_t *e = src->head; e != NULL; e = e->next) {
+    rc = api_store_apply_frame(s, e->seq, e->ts, e->topic, e->topic_len, e->frame, e->deleted);
+    if (rc < 0) {
+      api_store_free(s);
+      return rc;
+    }
+  }
+  s->last_seq = src->last_seq;
+  s->floor = src->floor;
+  s->has_epoch = src->has_epoch;
+  memcpy(s->epoch, src->epoch, sizeof s->epoch);
+  *out = s;
+  return 0;
 }
 
 void api_store_begin_load(api_store_t *s) { s->loading = 1; }

@@ -18,7 +18,10 @@
  * resume id (epoch, seq) is placeable when epoch is the store's epoch and
  * floor <= seq <= last_seq.
  *
- * Single-threaded: a store belongs to one loop.
+ * Single-threaded: a store belongs to one loop. The apiserver keeps a master
+ * store on its Redis thread and one replica per worker thread, made with
+ * api_store_clone() and kept equal by replaying every applied commit with
+ * api_store_apply_frame() in the same order (frames are shared, not copied).
  */
 #ifndef API_STORE_H
 #define API_STORE_H
@@ -28,9 +31,12 @@
 
 #include "sse.h"
 
-/* Shared, immutable SSE bytes of one event plus a view of its envelope JSON. */
+/* Shared, immutable SSE bytes of one event plus a view of its envelope JSON.
+ * Framed once per commit on the Redis thread and shared by the replica
+ * stores of every worker thread and every stream that sends it, so the
+ * count is atomic (the bytes never change once published). */
 typedef struct api_frame {
-  uint32_t refs;
+  _Atomic uint32_t refs;
   uint32_t len;     /* bytes of the SSE frame */
   uint32_t env_off; /* envelope JSON = bytes[env_off .. env_off+env_len) */
   uint32_t env_len;
@@ -96,6 +102,16 @@ __attribute__((warn_unused_result)) int api_store_end_load(api_store_t *s);
  */
 __attribute__((warn_unused_result)) int api_store_apply(api_store_t *s, uint64_t seq, int64_t ts, const char *topic,
                                                        size_t topic_len, const char *data, size_t data_len);
+
+/* api_store_apply() with a frame already built (by another store with the
+ * same epoch): takes a new reference to f. deleted: f is a delete. */
+__attribute__((warn_unused_result)) int api_store_apply_frame(api_store_t *s, uint64_t seq, int64_t ts,
+                                                             const char *topic, size_t topic_len, api_frame_t *f,
+                                                             int deleted);
+
+/* A copy of s (entries, order, tombstones, epoch, floor, last seq) sharing
+ * its frames. s must not be loading. Caller frees with api_store_free(). */
+__attribute__((warn_unused_result)) int api_store_clone(const api_store_t *s, api_store_t **out);
 
 /* The entry of topic (live or tombstone), or NULL. Borrowed until the next apply. */
 const api_entry_t *api_store_find(const api_store_t *s, const char *topic, size_t len);

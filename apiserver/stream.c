@@ -61,14 +61,20 @@ struct api_stream {
   uint64_t initial_end;        /* sync once cursor >= this */
   uint64_t tomb_skip_upto;     /* full state: tombstones up to here are not sent */
   api_store_hint_t hint;
-  unsigned nrefs;
+  api_frame_t **refs;          /* API_STREAM_IOV slots in req->pool: the references pinned by the in-flight send */
+  char *ctl;                   /* CTL_MAX bytes in req->pool: the retry line and sync event of a send */
+  uint8_t nrefs;
   uint8_t inflight, synced, full, closing, retry_pending;
   uint8_t cut;
-  int close_reason;
-  api_frame_t *refs[API_STREAM_IOV]; /* references pinned by the in-flight send */
-  h2o_iovec_t iov[API_STREAM_IOV + 3];
-  char ctl[256]; /* retry line and sync event of the in-flight send */
+  uint8_t close_reason;
 };
+/* An idle stream is this struct plus what h2o keeps per connection; the
+ * iovec array of a send lives on the stack (h2o copies the array, never
+ * the bytes), and the slots and control text above come from the request
+ * pool, touched only as far as they are used. */
+
+/* Retry line plus the sync event (id, and {"seq":..,"epoch":"..","full":..}). */
+#define CTL_MAX 256
 
 static void on_proceed(h2o_generator_t *gen, h2o_req_t *req);
 static void on_stop(h2o_generator_t *gen, h2o_req_t *req);
@@ -80,15 +86,19 @@ static void hub_link(api_hub_t *hub, api_stream_t *s) {
   s->next = hub->head;
   if (hub->head) hub->head->prev = s;
   hub->head = s;
-  hub->nstreams++;
+  atomic_fetch_add_explicit(&hub->nstreams, 1, memory_order_relaxed);
 }
 
 static void hub_unlink(api_hub_t *hub, api_stream_t *s) {
   if (s->prev) s->prev->next = s->next; else hub->head = s->next;
   if (s->next) s->next->prev = s->prev;
   s->prev = s->next = NULL;
-  hub->nstreams--;
+  atomic_fetch_sub_explicit(&hub->nstreams, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(hub->open_total, 1, memory_order_relaxed);
 }
+
+/* Relaxed add to a metrics counter (single writer, read by /metrics). */
+static void count(_Atomic uint64_t *c, uint64_t v) { atomic_fetch_add_explicit(c, v, memory_order_relaxed); }
 
 static void release_refs(api_stream_t *s) {
   for (unsigned i = 0; i < s->nrefs; i++) api_frame_unref(s->refs[i]);
@@ -109,7 +119,7 @@ static void stream_free(api_stream_t *s) {
 static void end_now(api_stream_t *s, int reason) {
   api_hub_t *hub = s->hub;
   hub_unlink(hub, s);
-  hub->dropped[reason]++;
+  count(&hub->dropped[reason], 1);
   h2o_req_t *req = s->req;
   stream_free(s);
   h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
@@ -136,9 +146,9 @@ static void observe_delay(api_hub_t *hub, double seconds) {
   if (seconds < 0) seconds = 0;
   unsigned i = 0;
   while (i < API_HIST_BUCKETS && seconds > api_hist_bounds[i]) i++;
-  hub->hist[i]++;
-  hub->hist_sum += seconds;
-  hub->hist_count++;
+  count(&hub->hist[i], 1);
+  count(&hub->hist_sum_us, (uint64_t)(seconds * 1e6));
+  count(&hub->hist_count, 1);
 }
 
 /* ---- views: shared fields= projections --------------------------------- */
@@ -224,7 +234,7 @@ static api_frame_t *project_frame(const api_view_t *v, const api_store_t *st, co
   size_t fcap = sc_sse_frame_size(idlen, 6, elen);
   api_frame_t *f = malloc(sizeof *f + fcap);
   if (f != NULL) {
-    f->refs = 1;
+    atomic_init(&f->refs, 1);
     f->len = (uint32_t)sc_sse_frame(f->bytes, id, idlen, "update", env, elen);
     f->env_len = (uint32_t)elen;
     f->env_off = f->len - 2 - (uint32_t)elen;
@@ -244,7 +254,7 @@ static const view_entry_t *view_get(api_hub_t *hub, api_view_t *v, const api_sto
   uint64_t ph;
   api_frame_t *f = project_frame(v, st, e, &ph);
   if (f == NULL) return NULL;
-  hub->projections++;
+  count(&hub->projections, 1);
   if (ve == NULL) {
     ve = calloc(1, sizeof *ve + e->topic_len + 1);
     if (ve == NULL) {
@@ -300,11 +310,12 @@ static unsigned jittered_retry(api_hub_t *hub) {
 static void pump(api_stream_t *s) {
   api_hub_t *hub = s->hub;
   api_store_t *st = hub->store;
-  size_t n = 0, bytes = 0, ctl_used = 0;
+  h2o_iovec_t iov[API_STREAM_IOV + 2]; /* h2o copies the array */
+  size_t n = 0, bytes = 0, ctl_used = 0, events = 0;
   double now = -1;
   if (s->retry_pending) {
-    size_t l = sc_sse_retry(s->ctl, sizeof s->ctl, s->retry_ms);
-    s->iov[n++] = h2o_iovec_init(s->ctl, l);
+    size_t l = sc_sse_retry(s->ctl, CTL_MAX, s->retry_ms);
+    iov[n++] = h2o_iovec_init(s->ctl, l);
     ctl_used = l;
     bytes += l;
     s->retry_pending = 0;
@@ -317,9 +328,9 @@ static void pump(api_stream_t *s) {
     if (ef != NULL) {
       api_frame_t *f = api_frame_ref(ef);
       s->refs[s->nrefs++] = f;
-      s->iov[n++] = h2o_iovec_init(f->bytes, f->len);
+      iov[n++] = h2o_iovec_init(f->bytes, f->len);
       bytes += f->len;
-      hub->events_sent++;
+      events++;
       if (s->synced) {
         if (now < 0) now = now_ms();
         observe_delay(hub, (now - (double)f->ts) / 1000.0);
@@ -339,15 +350,16 @@ static void pump(api_stream_t *s) {
                       (unsigned long long)s->cursor, epoch ? epoch : "", s->full ? "true" : "false");
     char *out = s->ctl + ctl_used;
     size_t l = sc_sse_frame(out, id, idlen, "sync", data, (size_t)dl);
-    s->iov[n++] = h2o_iovec_init(out, l);
+    iov[n++] = h2o_iovec_init(out, l);
     bytes += l;
     s->synced = 1;
   }
   if (n == 0) return;
-  hub->bytes_sent += bytes;
+  if (events > 0) count(&hub->events_sent, events);
+  count(&hub->bytes_sent, bytes);
   s->inflight = 1;
   s->last_send_ms = s->inflight_since_ms = uv_now(hub->loop);
-  h2o_send(s->req, s->iov, n, H2O_SEND_STATE_IN_PROGRESS);
+  h2o_send(s->req, iov, n, H2O_SEND_STATE_IN_PROGRESS);
 }
 
 static void on_proceed(h2o_generator_t *gen, h2o_req_t *req) {
@@ -367,7 +379,7 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req) {
   api_stream_t *s = (api_stream_t *)gen;
   api_hub_t *hub = s->hub;
   hub_unlink(hub, s);
-  hub->dropped[s->closing ? s->close_reason : API_DROP_CLIENT]++;
+  count(&hub->dropped[s->closing ? s->close_reason : API_DROP_CLIENT], 1);
   stream_free(s);
 }
 
@@ -377,6 +389,7 @@ int api_hub_init(api_hub_t *hub, uv_loop_t *loop, api_store_t *store, unsigned h
   hub->loop = loop;
   hub->store = store;
   hub->max_streams = max_streams;
+  hub->open_total = &hub->own_total;
   hub->retry_ms = retry_ms;
   hub->heartbeat_ms = heartbeat_ms;
   hub->hb_min_ms = 1000;
@@ -394,6 +407,8 @@ int api_hub_init(api_hub_t *hub, uv_loop_t *loop, api_store_t *store, unsigned h
   uv_unref((uv_handle_t *)&hub->hb_timer);
   return 0;
 }
+
+void api_hub_share_limit(api_hub_t *hub, atomic_size_t *total) { hub->open_total = total; }
 
 void api_hub_set_stream_limits(api_hub_t *hub, unsigned hb_min_ms, unsigned hb_max_ms, unsigned retry_jitter_pct) {
   hub->hb_min_ms = hb_min_ms;
@@ -465,14 +480,17 @@ int api_stream_open(api_hub_t *hub, h2o_req_t *req, sc_sse_filter_t *f, int resu
     sc_httpd_respond_error(req, 503, "Service Unavailable", "shutting down");
     return 0;
   }
-  if (hub->nstreams >= hub->max_streams) {
-    hub->dropped[API_DROP_LIMIT]++;
+  if (atomic_fetch_add_explicit(hub->open_total, 1, memory_order_relaxed) >= hub->max_streams) {
+    atomic_fetch_sub_explicit(hub->open_total, 1, memory_order_relaxed);
+    count(&hub->dropped[API_DROP_LIMIT], 1);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("retry-after"), 0, NULL, H2O_STRLIT("5"));
     sc_httpd_respond_error(req, 503, "Service Unavailable", "too many streams");
     return 0;
   }
+  /* From here on the stream is counted in open_total; every exit releases it. */
   api_stream_t *s = calloc(1, sizeof *s);
   if (s == NULL) {
+    atomic_fetch_sub_explicit(hub->open_total, 1, memory_order_relaxed);
     sc_httpd_respond_error(req, 503, "Service Unavailable", "out of memory");
     return 0;
   }
@@ -483,6 +501,7 @@ int api_stream_open(api_hub_t *hub, h2o_req_t *req, sc_sse_filter_t *f, int resu
   if (params != NULL && params->fields != NULL && params->fields->n > 0) {
     s->view = view_acquire(hub, params->fields);
     if (s->view == NULL) {
+      atomic_fetch_sub_explicit(hub->open_total, 1, memory_order_relaxed);
       free(s);
       sc_httpd_respond_error(req, 503, "Service Unavailable", "out of memory");
       return 0;
@@ -506,6 +525,8 @@ int api_stream_open(api_hub_t *hub, h2o_req_t *req, sc_sse_filter_t *f, int resu
     s->full = 1;
   }
   s->retry_pending = 1;
+  s->refs = h2o_mem_alloc_pool(&req->pool, API_STREAM_IOV * sizeof *s->refs);
+  s->ctl = h2o_mem_alloc_pool(&req->pool, CTL_MAX);
   req->res.status = 200;
   req->res.reason = "OK";
   h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
@@ -573,8 +594,8 @@ static void on_heartbeat(uv_timer_t *t) {
       h2o_iovec_t b = h2o_iovec_init(expired, sizeof expired - 1);
       h2o_req_t *req = s->req;
       hub_unlink(hub, s);
-      hub->dropped[API_DROP_EXPIRED]++;
-      hub->bytes_sent += b.len;
+      count(&hub->dropped[API_DROP_EXPIRED], 1);
+      count(&hub->bytes_sent, b.len);
       stream_free(s);
       h2o_send(req, &b, 1, H2O_SEND_STATE_FINAL);
       continue;
@@ -583,8 +604,8 @@ static void on_heartbeat(uv_timer_t *t) {
       h2o_iovec_t b = h2o_iovec_init(heartbeat, sizeof heartbeat - 1);
       s->inflight = 1;
       s->last_send_ms = s->inflight_since_ms = now;
-      hub->heartbeats_sent++;
-      hub->bytes_sent += b.len;
+      count(&hub->heartbeats_sent, 1);
+      count(&hub->bytes_sent, b.len);
       h2o_send(s->req, &b, 1, H2O_SEND_STATE_IN_PROGRESS);
     }
   }
@@ -608,7 +629,8 @@ static void on_drain_tick(uv_timer_t *t) {
 void api_hub_drain(api_hub_t *hub, unsigned drain_ms) {
   hub->draining = 1;
   unsigned ticks = drain_ms / 100;
-  if (ticks == 0 || hub->nstreams == 0) {
+  size_t open = atomic_load_explicit(&hub->nstreams, memory_order_relaxed);
+  if (ticks == 0 || open == 0) {
     api_stream_t *s = hub->head;
     while (s != NULL) {
       api_stream_t *next = s->next;
@@ -617,7 +639,7 @@ void api_hub_drain(api_hub_t *hub, unsigned drain_ms) {
     }
     return;
   }
-  hub->drain_per_tick = (hub->nstreams + ticks - 1) / ticks;
+  hub->drain_per_tick = (open + ticks - 1) / ticks;
   uv_timer_start(&hub->drain_timer, on_drain_tick, 100, 100);
 }
 

@@ -28,6 +28,7 @@
 #define API_STREAM_H
 
 #include <h2o.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -47,35 +48,45 @@ enum { API_DROP_CLIENT = 0, API_DROP_SHUTDOWN, API_DROP_RELOAD, API_DROP_LIMIT, 
 extern const char *const api_drop_names[API_DROP_N_];
 extern const double api_hist_bounds[API_HIST_BUCKETS];
 
+/*
+ * A hub belongs to one loop (thread). Its counters are atomics only so that
+ * /metrics, served by any worker, can sum the hubs of all workers; they are
+ * written by the hub's own thread alone.
+ */
 typedef struct api_hub {
   uv_loop_t *loop;          /* borrowed */
-  api_store_t *store;       /* borrowed: the current store (the server swaps it) */
+  api_store_t *store;       /* borrowed: the current store (the owner swaps it) */
   api_stream_t *head;       /* owned streams (each freed in stop or when ended) */
-  size_t nstreams;
-  size_t max_streams;
+  atomic_size_t nstreams;   /* this hub's open streams */
+  atomic_size_t *open_total; /* borrowed: streams open in every hub of the process (the limit); default &own_total */
+  atomic_size_t own_total;
+  size_t max_streams;       /* limit on *open_total */
   unsigned retry_ms;
   unsigned heartbeat_ms;                 /* default per stream (0: none) */
   unsigned hb_min_ms, hb_max_ms;         /* bounds of heartbeat= */
   unsigned retry_jitter_pct;             /* retry: is retry_ms +- this % */
   uint64_t rng;                          /* xorshift state for the jitter */
   api_view_t *views;                     /* owned; each freed with its last stream */
-  uint64_t projections;                  /* metrics: fields= projections computed */
+  _Atomic uint64_t projections;          /* metrics: fields= projections computed */
   size_t max_backlog_bytes;              /* 0: no cap; see api_hub_set_backlog_cap() */
   uv_timer_t hb_timer;      /* closed in api_hub_dispose */
   uv_timer_t drain_timer;
   int draining;
   size_t drain_per_tick;
   /* metrics */
-  uint64_t events_sent, bytes_sent, heartbeats_sent;
-  uint64_t dropped[API_DROP_N_];
-  uint64_t hist[API_HIST_BUCKETS + 1]; /* last one is +Inf */
-  double hist_sum;
-  uint64_t hist_count;
+  _Atomic uint64_t events_sent, bytes_sent, heartbeats_sent;
+  _Atomic uint64_t dropped[API_DROP_N_];
+  _Atomic uint64_t hist[API_HIST_BUCKETS + 1]; /* last one is +Inf */
+  _Atomic uint64_t hist_sum_us;
+  _Atomic uint64_t hist_count;
 } api_hub_t;
 
 /* heartbeat_ms 0: no heartbeats. */
 __attribute__((warn_unused_result)) int api_hub_init(api_hub_t *hub, uv_loop_t *loop, api_store_t *store,
                                                     unsigned heartbeat_ms, size_t max_streams, unsigned retry_ms);
+/* Count this hub's streams in *total (shared by the hubs of one process,
+ * which then share max_streams). Call before any stream opens. */
+void api_hub_share_limit(api_hub_t *hub, atomic_size_t *total);
 /* Bounds for heartbeat= (ms) and the retry jitter (0..100 %). */
 void api_hub_set_stream_limits(api_hub_t *hub, unsigned hb_min_ms, unsigned hb_max_ms, unsigned retry_jitter_pct);
 /* Hard cap on what a stalled stream still has to send: a stream whose

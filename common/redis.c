@@ -47,6 +47,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -393,7 +394,7 @@ struct sc_redis {
   int hs_pending;         /* handshake replies still expected */
   int subs_pending;       /* subscription confirmations still expected */
   int ever_up;
-  uint64_t reconnects;
+  _Atomic uint64_t reconnects; /* read by other threads (metrics) */
   unsigned attempt;       /* failed attempts since the last UP, drives backoff */
   uint64_t rng;
   const char *fail_why;   /* static text for the deferred failure on conn_timer */
@@ -514,7 +515,7 @@ static void maybe_up(sc_redis_t *r) {
   r->state = ST_UP;
   uv_timer_stop(&r->conn_timer);
   r->attempt = 0;
-  if (r->ever_up) r->reconnects++;
+  if (r->ever_up) atomic_fetch_add_explicit(&r->reconnects, 1, memory_order_relaxed);
   r->ever_up = 1;
   SC_INFO("redis %s (%s): connected", r->name, r->desc);
   if (r->opts.on_state != NULL) r->opts.on_state(r, 1, "connected", r->opts.data);
@@ -830,7 +831,9 @@ int sc_redis_subscribe(sc_redis_t *r, const char *channel, int pattern) {
 
 int sc_redis_is_up(const sc_redis_t *r) { return r != NULL && r->state == ST_UP; }
 
-uint64_t sc_redis_reconnects(const sc_redis_t *r) { return r != NULL ? r->reconnects : 0; }
+uint64_t sc_redis_reconnects(const sc_redis_t *r) {
+  return r != NULL ? atomic_load_explicit(&r->reconnects, memory_order_relaxed) : 0;
+}
 
 void sc_redis_reset(sc_redis_t *r, const char *why) {
   if (r == NULL || r->state == ST_CLOSING || r->ac == NULL) return;
