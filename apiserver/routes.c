@@ -435,6 +435,10 @@ static int on_metrics(sc_httpd_handler_t *self, h2o_req_t *req) {
   tb_printf(&b, "statecast_api_workers %zu\n", atomic_load(&s->nworkers));
   tb_printf(&b, "# HELP statecast_api_streams_open SSE streams currently open.\n# TYPE statecast_api_streams_open gauge\n");
   tb_printf(&b, "statecast_api_streams_open %zu\n", h.nstreams);
+  tb_printf(&b, "# HELP statecast_api_worker_streams_open SSE streams open per worker thread.\n# TYPE statecast_api_worker_streams_open gauge\n");
+  for (size_t i = 0; i < atomic_load(&s->nworkers); i++)
+    tb_printf(&b, "statecast_api_worker_streams_open{worker=\"%zu\"} %zu\n", i,
+              atomic_load_explicit(&s->workers[i].hub.nstreams, memory_order_relaxed));
   tb_printf(&b, "# HELP statecast_api_streams_max Configured maximum of concurrent streams.\n# TYPE statecast_api_streams_max gauge\n");
   tb_printf(&b, "statecast_api_streams_max %zu\n", s->max_streams);
   tb_printf(&b, "# HELP statecast_api_events_sent_total Events (update, delete) written to streams.\n# TYPE statecast_api_events_sent_total counter\n");

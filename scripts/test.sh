@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests need, builds statecast twice (normal, and with
 # AddressSanitizer + UndefinedBehaviorSanitizer) and runs the whole test suite
-# in both builds. .ci/run calls exactly this.
+# in both builds, then runs the integration suites once more against
+# ThreadSanitizer builds of the binaries (Criterion's own fork machinery
+# does not run under TSan, so the test programs stay uninstrumented; every
+# thread lives in the binaries). .ci/run calls exactly this.
 #   scripts/test.sh            everything
 #   STATECAST_TEST_BUILDS="build" scripts/test.sh   only the normal build
 set -euo pipefail
@@ -45,6 +48,25 @@ for b in $builds; do
     status=1
   fi
 done
+if [[ " $builds " == *" build "* && -z "${STATECAST_SKIP_TSAN:-}" ]]; then
+  echo "=== build-tsan: the binaries with ThreadSanitizer"
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DSTATECAST_TSAN=ON -DSTATECAST_TESTS=OFF >/dev/null
+  cmake --build build-tsan -j"$jobs"
+  echo "=== build-tsan: integration suites against the TSan binaries"
+  # Every report also lands in $tsan_dir: any file there fails the run,
+  # whether or not the suite looked at the binary's exit status.
+  tsan_dir=$(mktemp -d /tmp/statecast-tsan.XXXXXX)
+  if ! STATECAST_TEST_BIN_DIR="$PWD/build-tsan/bin" TSAN_OPTIONS="halt_on_error=1 exitcode=66 log_path=$tsan_dir/report" \
+      ctest --test-dir build -L integration --output-on-failure -j"$jobs" --timeout 900; then
+    status=1
+  fi
+  if compgen -G "$tsan_dir/report*" >/dev/null; then
+    echo "ThreadSanitizer reports:"
+    cat "$tsan_dir"/report*
+    status=1
+  fi
+  rm -rf "$tsan_dir"
+fi
 echo "=== fuzz: short run of every target"
 scripts/fuzz.sh "${STATECAST_FUZZ_SECONDS:-10}" || status=1
 exit $status

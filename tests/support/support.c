@@ -39,9 +39,13 @@ int sc_test_free_port(void) {
 }
 
 char *sc_test_bin(const char *name) {
-  size_t n = strlen(SC_TEST_BIN_DIR) + strlen(name) + 2;
+  /* STATECAST_TEST_BIN_DIR runs the suites against other builds of the
+   * binaries (scripts/test.sh: the ThreadSanitizer build). */
+  const char *dir = getenv("STATECAST_TEST_BIN_DIR");
+  if (dir == NULL || dir[0] == '\0') dir = SC_TEST_BIN_DIR;
+  size_t n = strlen(dir) + strlen(name) + 2;
   char *p = malloc(n);
-  if (p != NULL) snprintf(p, n, "%s/%s", SC_TEST_BIN_DIR, name);
+  if (p != NULL) snprintf(p, n, "%s/%s", dir, name);
   return p;
 }
 

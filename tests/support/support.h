@@ -32,7 +32,7 @@ redisContext *sc_test_redis_connect(const sc_test_redis_t *r);
 /* "redis://127.0.0.1:PORT" into buf. */
 void sc_test_redis_url(const sc_test_redis_t *r, char *buf, size_t cap);
 
-/* Absolute path of a built binary (build/bin/NAME). Static buffer per call site is not needed: returns malloc'd. */
+/* Absolute path of a built binary: $STATECAST_TEST_BIN_DIR/NAME, else build/bin/NAME; malloc'd. */
 char *sc_test_bin(const char *name);
 
 /* fork+exec bin with argv (argv[0] included, NULL-terminated), environment =
