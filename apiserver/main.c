@@ -34,6 +34,9 @@ static const sc_conf_spec_t specs[] = {
      MAX_STREAMS_CAP, NULL},
     {"workers", SC_CONF_INT, "0", "fan-out threads, each with its own loop and listener on the port (0: one per CPU)",
      0, 0, 256, NULL},
+    {"stream_sndbuf_bytes", SC_CONF_INT, "65536",
+     "kernel send buffer of each connection (SO_SNDBUF, doubled by Linux; 0: autotuning up to tcp_wmem)", 0, 0,
+     64 << 20, NULL},
     {"max_stream_backlog_bytes", SC_CONF_INT, "8388608",
      "cut a stalled stream whose unsent state (in-flight plus still due) exceeds this (0: no cap)", 0, 0,
      (long long)1 << 40, NULL},
@@ -173,6 +176,7 @@ int main(int argc, char **argv, char **envp) {
   long long ms = sc_conf_int(conf, "max_streams");
   opts.max_streams = ms > 0 ? (size_t)ms : default_max_streams();
   opts.max_stream_backlog_bytes = (size_t)sc_conf_int(conf, "max_stream_backlog_bytes");
+  opts.stream_sndbuf_bytes = (size_t)sc_conf_int(conf, "stream_sndbuf_bytes");
   long long nw = sc_conf_int(conf, "workers");
   opts.workers = nw > 0 ? (unsigned)nw : uv_available_parallelism();
   if (opts.web_root == NULL) SC_WARN("web_root %s is not a directory; the web display is off", web_root);

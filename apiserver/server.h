@@ -32,6 +32,7 @@ typedef struct api_server_opts {
   unsigned drain_ms;
   size_t max_streams;        /* over all workers */
   unsigned workers;          /* fan-out threads (0: 1) */
+  size_t stream_sndbuf_bytes; /* SO_SNDBUF of accepted connections (0: kernel autotuning) */
   size_t max_stream_backlog_bytes; /* hard cap per stalled stream (see api_hub_set_backlog_cap); 0: none */
   size_t tomb_cap; /* 0: SC_KEYS_DELETED_CAP */
   /* Bounds of a stream's heartbeat= and the retry: jitter; all 0 (heartbeat_max_ms 0): the hub's defaults

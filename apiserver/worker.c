@@ -227,7 +227,8 @@ static void worker_main(void *arg) {
     w->pubcfg.max_bytes = o->max_message_bytes ? o->max_message_bytes : SC_DEFAULT_MAX_MESSAGE_BYTES;
     w->pubcfg.timeout_ms = o->publish_timeout_ms ? o->publish_timeout_ms : 5000;
     w->pubcfg.published = &w->site->published;
-    sc_httpd_opts_t ho = {o->tls_cert_file, o->tls_key_file, o->request_timeout_ms, w->pubcfg.max_bytes};
+    sc_httpd_opts_t ho = {o->tls_cert_file, o->tls_key_file, o->request_timeout_ms, w->pubcfg.max_bytes,
+                          o->stream_sndbuf_bytes};
     rc = sc_httpd_new_ex(&w->httpd, &w->loop, sa->listen, api_routes, API_NROUTES, w, &ho, w->err, sizeof w->err);
     if (rc != 0) w->httpd = NULL;
   }

@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -57,6 +58,7 @@ struct sc_httpd {
   h2o_context_t ctx;
   h2o_accept_ctx_t accept_ctx;
   int port;
+  int sndbuf;               /* SO_SNDBUF of accepted sockets (0: the kernel's autotuning) */
   void *data;               /* borrowed, handed to handlers */
   struct conn *conns;       /* open connections (owned list) */
   size_t nconns;
@@ -227,6 +229,7 @@ int sc_httpd_new_ex(sc_httpd_t **out, uv_loop_t *loop, const char *listen, const
   if (opts != NULL) {
     if (opts->req_timeout_ms > 0) h->gconf.http1.req_timeout = opts->req_timeout_ms;
     if (opts->max_request_body > 0) h->gconf.max_request_entity_size = opts->max_request_body;
+    h->sndbuf = opts->sndbuf_bytes > INT_MAX / 2 ? INT_MAX / 2 : (int)opts->sndbuf_bytes;
     int want_tls = (opts->tls_cert_file && opts->tls_cert_file[0]) || (opts->tls_key_file && opts->tls_key_file[0]);
     if (want_tls) {
       if (!(opts->tls_cert_file && opts->tls_cert_file[0]) || !(opts->tls_key_file && opts->tls_key_file[0])) {
@@ -338,6 +341,10 @@ static void on_accept(uv_stream_t *server, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  uv_os_fd_t fd;
+  if (h->sndbuf > 0 && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &h->sndbuf, sizeof h->sndbuf) != 0)
+    SC_DEBUG("SO_SNDBUF %d: %s", h->sndbuf, strerror(errno));
   h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
   h2o_accept(&h->accept_ctx, sock);
 }

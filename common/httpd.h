@@ -51,6 +51,8 @@ typedef struct sc_httpd_opts {
   const char *tls_key_file;   /* PEM private key */
   unsigned req_timeout_ms;    /* HTTP/1 time to send a request (h2o default 10 s) */
   size_t max_request_body;    /* larger request bodies get 413 from h2o (default 1 GiB) */
+  size_t sndbuf_bytes;        /* SO_SNDBUF of accepted connections (the kernel doubles it); bounds what a
+                               * stalled reader pins in kernel memory (default: autotuning, up to tcp_wmem max) */
 } sc_httpd_opts_t;
 /* sc_httpd_new() with options (opts NULL: the same as sc_httpd_new()).
  * Certificate or key problems are SC_ECONFIG with a reason in err. Request
