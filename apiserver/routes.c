@@ -212,7 +212,9 @@ static int on_events(sc_httpd_handler_t *self, h2o_req_t *req) {
   sc_sse_filter_t f = {0};
   h2o_iovec_t id = {NULL, 0};
   const char *reason = "bad query";
-  api_fields_t *fields = h2o_mem_alloc_pool(&req->pool, sizeof *fields);
+  /* On the stack, not in req->pool: 2 KiB that would stay allocated for
+   * the life of every stream (the stream's view keeps its own copy). */
+  api_fields_t fields_buf, *fields = &fields_buf;
   fields->n = 0;
   api_stream_params_t params = {fields, 0};
   if (parse_query(&w->hub, req, &f, &id, fields, &params.heartbeat_ms, &reason) != 0) {
@@ -317,7 +319,7 @@ static int on_state(sc_httpd_handler_t *self, h2o_req_t *req) {
   sc_sse_filter_t f = {0};
   h2o_iovec_t id = {NULL, 0};
   const char *reason = "bad query";
-  api_fields_t *fields = h2o_mem_alloc_pool(&req->pool, sizeof *fields);
+  api_fields_t fields_buf, *fields = &fields_buf;
   fields->n = 0;
   if (parse_query(&w->hub, req, &f, &id, fields, NULL, &reason) != 0) {
     sc_sse_filter_dispose(&f);

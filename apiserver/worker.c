@@ -215,6 +215,10 @@ static void worker_main(void *arg) {
   api_worker_t *w = arg;
   const start_args_t *sa = w->start;
   const api_server_opts_t *o = sa->opts;
+  /* h2o reads requests into a per-socket buffer that stays allocated for the
+   * connection's life (2.2.5 starts it at 8 KiB; reads reserve 4 KiB). SSE
+   * requests are short: start at 4 KiB. The prototype is per thread. */
+  h2o_socket_buffer_prototype._initial_buf.capacity = H2O_SOCKET_INITIAL_INPUT_BUFFER_SIZE;
   char name[32];
   snprintf(name, sizeof name, "api-pub-%u", w->index);
   sc_redis_opts_t co = {.name = name, .data = w};
