@@ -26,6 +26,14 @@ struct api_store {
   int loading;
   int has_epoch;
   char epoch[SC_SSE_EPOCH_LEN + 1];
+  /* history ring (see api_store_keep_history) */
+  struct hist_slot {
+    uint64_t seq;
+    api_frame_t *frame; /* owned reference */
+    uint8_t deleted;
+  } *ring;
+  size_t ring_cap, ring_first, ring_n, ring_bytes, ring_max_bytes;
+  uint64_t ring_base; /* every commit after this seq is in the ring */
 };
 
 api_frame_t *api_frame_ref(api_frame_t *f) {
@@ -57,8 +65,71 @@ int api_store_new(api_store_t **out, size_t tomb_cap) {
   return 0;
 }
 
+static void ring_drop_oldest(api_store_t *s) {
+  struct hist_slot *h = &s->ring[s->ring_first];
+  s->ring_base = h->seq;
+  s->ring_bytes -= h->frame->len;
+  api_frame_unref(h->frame);
+  s->ring_first = (s->ring_first + 1) % s->ring_cap;
+  s->ring_n--;
+}
+
+/* Forget the history: it covers commits after the current last seq again. */
+static void ring_reset(api_store_t *s) {
+  while (s->ring_n > 0) ring_drop_oldest(s);
+  s->ring_base = s->last_seq;
+}
+
+static void ring_push(api_store_t *s, uint64_t seq, api_frame_t *f, int deleted) {
+  if (s->ring_n > 0 && s->ring[(s->ring_first + s->ring_n - 1) % s->ring_cap].seq >= seq) ring_reset(s);
+  while (s->ring_n > 0 && (s->ring_n == s->ring_cap || s->ring_bytes + f->len > s->ring_max_bytes))
+    ring_drop_oldest(s);
+  struct hist_slot *h = &s->ring[(s->ring_first + s->ring_n) % s->ring_cap];
+  h->seq = seq;
+  h->frame = api_frame_ref(f);
+  h->deleted = deleted != 0;
+  s->ring_n++;
+  s->ring_bytes += f->len;
+}
+
+void api_store_keep_history(api_store_t *s, size_t max_events, size_t max_bytes) {
+  if (s->ring != NULL || max_events == 0) return;
+  s->ring = calloc(max_events, sizeof *s->ring);
+  if (s->ring == NULL) return; /* no history: streams catch up from the latest states */
+  s->ring_cap = max_events;
+  s->ring_max_bytes = max_bytes;
+  s->ring_base = s->last_seq;
+}
+
+int api_store_history_covers(const api_store_t *s, uint64_t cursor) { return s->ring != NULL && cursor >= s->ring_base; }
+
+size_t api_store_history_find(const api_store_t *s, uint64_t cursor) {
+  size_t lo = 0, hi = s->ring_n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->ring[(s->ring_first + mid) % s->ring_cap].seq <= cursor)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+int api_store_history_at(const api_store_t *s, size_t i, api_item_t *out) {
+  if (i >= s->ring_n) return 0;
+  const struct hist_slot *h = &s->ring[(s->ring_first + i) % s->ring_cap];
+  out->seq = h->seq;
+  out->frame = h->frame;
+  out->topic = api_frame_topic(h->frame);
+  out->topic_len = h->frame->topic_len;
+  out->deleted = h->deleted;
+  return 1;
+}
+
 void api_store_free(api_store_t *s) {
   if (s == NULL) return;
+  if (s->ring != NULL) ring_reset(s);
+  free(s->ring);
   api_entry_t *e = s->head;
   while (e != NULL) {
     api_entry_t *n = e->next;
@@ -193,6 +264,7 @@ static api_frame_t *make_frame(const api_store_t *s, uint64_t seq, int64_t ts, c
     f->env_len = (uint32_t)elen;
     f->env_off = f->len - 2 - (uint32_t)elen;
     f->ts = ts;
+    f->topic_len = (uint16_t)topic_len;
   }
   if (env != env_stack) free(env);
   return f;
@@ -225,6 +297,7 @@ static int apply_frame(api_store_t *s, api_entry_t *e, uint32_t h, uint64_t seq,
   e->deleted = deleted != 0;
   list_insert(s, e);
   api_store_raise_last_seq(s, seq);
+  if (s->ring != NULL && !s->loading) ring_push(s, seq, f, deleted);
   if (e->deleted && !s->loading) {
     tomb_insert(s, e);
     trim_tombs(s);

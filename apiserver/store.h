@@ -41,8 +41,12 @@ typedef struct api_frame {
   uint32_t env_off; /* envelope JSON = bytes[env_off .. env_off+env_len) */
   uint32_t env_len;
   int64_t ts;       /* commit time (ms), for the commit-to-send histogram */
+  uint16_t topic_len; /* the topic is the envelope's first value: bytes[env_off + 10 ..) */
   char bytes[];
 } api_frame_t;
+
+/* The topic of a store frame (not NUL-terminated; length f->topic_len). */
+static inline const char *api_frame_topic(const api_frame_t *f) { return f->bytes + f->env_off + 10; }
 
 /* Take a reference (returns f). */
 api_frame_t *api_frame_ref(api_frame_t *f);
@@ -64,6 +68,16 @@ typedef struct api_entry {
 } api_entry_t;
 
 typedef struct api_store api_store_t;
+
+/* One event a stream may send: an entry's latest state, or a commit kept in
+ * the history. Borrowed views. */
+typedef struct api_item {
+  uint64_t seq;
+  api_frame_t *frame;
+  const char *topic;
+  uint16_t topic_len;
+  uint8_t deleted;
+} api_item_t;
 
 /* A stream's position hint for api_store_first_after(); zero-initialise. */
 typedef struct api_store_hint {
@@ -130,6 +144,22 @@ void api_store_hint_set(const api_store_t *s, api_store_hint_t *hint, const api_
  * stops once the sum exceeds cap (the result is then > cap). Walks from the
  * tail, so it costs the number of entries after cursor at most. */
 size_t api_store_bytes_after(const api_store_t *s, uint64_t cursor, const sc_sse_filter_t *f, size_t cap);
+
+/*
+ * History: the most recent commits in commit order, every version (not
+ * just each topic's latest), so a stream that is only a little behind gets
+ * every event, many per write. A stream further behind than the history
+ * falls back to the latest state per topic (bounded by topics). Off until
+ * api_store_keep_history(); it then covers every commit after the last seq
+ * at that moment, up to max_events commits and max_bytes of frames.
+ */
+void api_store_keep_history(api_store_t *s, size_t max_events, size_t max_bytes);
+/* 1 when the history holds every commit after cursor. */
+int api_store_history_covers(const api_store_t *s, uint64_t cursor);
+/* Index of the first commit after cursor (== the count when none), and the
+ * commit at an index (NULL past the end). Indexes are valid until the next apply. */
+size_t api_store_history_find(const api_store_t *s, uint64_t cursor);
+int api_store_history_at(const api_store_t *s, size_t i, api_item_t *out);
 
 /* 1 when a client that has everything up to (epoch, seq) can be brought up
  * to date exactly from this store, else 0. */

@@ -218,7 +218,7 @@ static void view_grow(api_view_t *v) {
 }
 
 /* Frame the projection of store entry e (live) under v's spec. */
-static api_frame_t *project_frame(const api_view_t *v, const api_store_t *st, const api_entry_t *e,
+static api_frame_t *project_frame(const api_view_t *v, const api_store_t *st, const api_item_t *e,
                                   uint64_t *proj_hash) {
   const api_frame_t *src = e->frame;
   size_t cap = api_fields_project_size(src->env_len);
@@ -239,13 +239,14 @@ static api_frame_t *project_frame(const api_view_t *v, const api_store_t *st, co
     f->env_len = (uint32_t)elen;
     f->env_off = f->len - 2 - (uint32_t)elen;
     f->ts = src->ts;
+    f->topic_len = src->topic_len;
   }
   if (env != stack) free(env);
   return f;
 }
 
 /* The view's projection of live entry e, computed once per store frame. */
-static const view_entry_t *view_get(api_hub_t *hub, api_view_t *v, const api_store_t *st, const api_entry_t *e) {
+static const view_entry_t *view_get(api_hub_t *hub, api_view_t *v, const api_store_t *st, const api_item_t *e) {
   uint32_t h = topic_hash(e->topic, e->topic_len);
   view_entry_t *ve = v->buckets[h & (v->nbuckets - 1)];
   while (ve != NULL && !(ve->hash == h && ve->topic_len == e->topic_len && memcmp(ve->topic, e->topic, e->topic_len) == 0))
@@ -276,9 +277,9 @@ static const view_entry_t *view_get(api_hub_t *hub, api_view_t *v, const api_sto
   return ve;
 }
 
-/* The frame stream s sends for entry e, or NULL to skip it (a fields=
+/* The frame stream s sends for e, or NULL to skip it (a fields=
  * projection that did not change since s last got it). */
-static api_frame_t *frame_for(api_stream_t *s, const api_store_t *st, const api_entry_t *e) {
+static api_frame_t *frame_for(api_stream_t *s, const api_store_t *st, const api_item_t *e) {
   if (s->view == NULL) return e->frame;
   if (e->deleted) {
     api_fields_seen_forget(&s->seen, e->topic, e->topic_len);
@@ -306,6 +307,22 @@ static unsigned jittered_retry(api_hub_t *hub) {
   return v < 50 ? 50 : (unsigned)v;
 }
 
+/* Add it to the send being built in iov, when s gets it (fields=). */
+static void gather(api_stream_t *s, const api_store_t *st, const api_item_t *it, h2o_iovec_t *iov, size_t *n,
+                   size_t *bytes, size_t *events, double *now) {
+  api_frame_t *ef = frame_for(s, st, it);
+  if (ef == NULL) return;
+  api_frame_t *f = api_frame_ref(ef);
+  s->refs[s->nrefs++] = f;
+  iov[(*n)++] = h2o_iovec_init(f->bytes, f->len);
+  *bytes += f->len;
+  (*events)++;
+  if (s->synced) {
+    if (*now < 0) *now = now_ms();
+    observe_delay(s->hub, (*now - (double)f->ts) / 1000.0);
+  }
+}
+
 /* Gather everything due for an idle stream and send it in one h2o_send. */
 static void pump(api_stream_t *s) {
   api_hub_t *hub = s->hub;
@@ -320,28 +337,31 @@ static void pump(api_stream_t *s) {
     bytes += l;
     s->retry_pending = 0;
   }
-  const api_entry_t *e = api_store_first_after(st, s->cursor, &s->hint);
-  const api_entry_t *last = NULL;
-  while (e != NULL && s->nrefs < API_STREAM_IOV) {
-    int send = !(e->deleted && e->seq <= s->tomb_skip_upto) && sc_sse_filter_match(&s->filter, e->topic, e->topic_len);
-    api_frame_t *ef = send ? frame_for(s, st, e) : NULL;
-    if (ef != NULL) {
-      api_frame_t *f = api_frame_ref(ef);
-      s->refs[s->nrefs++] = f;
-      iov[n++] = h2o_iovec_init(f->bytes, f->len);
-      bytes += f->len;
-      events++;
-      if (s->synced) {
-        if (now < 0) now = now_ms();
-        observe_delay(hub, (now - (double)f->ts) / 1000.0);
-      }
+  int more;
+  api_item_t it;
+  if (api_store_history_covers(st, s->cursor)) {
+    /* Close behind: every commit after the cursor, every version, in order. */
+    size_t i = api_store_history_find(st, s->cursor);
+    while ((more = api_store_history_at(st, i++, &it)) && s->nrefs < API_STREAM_IOV) {
+      if (sc_sse_filter_match(&s->filter, it.topic, it.topic_len)) gather(s, st, &it, iov, &n, &bytes, &events, &now);
+      s->cursor = it.seq;
     }
-    s->cursor = e->seq;
-    last = e;
-    e = e->next;
+  } else {
+    /* Far behind (or the initial state): each topic's latest state once. */
+    const api_entry_t *e = api_store_first_after(st, s->cursor, &s->hint), *last = NULL;
+    while (e != NULL && s->nrefs < API_STREAM_IOV) {
+      if (!(e->deleted && e->seq <= s->tomb_skip_upto) && sc_sse_filter_match(&s->filter, e->topic, e->topic_len)) {
+        it = (api_item_t){e->seq, e->frame, e->topic, e->topic_len, e->deleted};
+        gather(s, st, &it, iov, &n, &bytes, &events, &now);
+      }
+      s->cursor = e->seq;
+      last = e;
+      e = e->next;
+    }
+    if (last != NULL) api_store_hint_set(st, &s->hint, last);
+    more = e != NULL;
   }
-  if (last != NULL) api_store_hint_set(st, &s->hint, last);
-  if (e == NULL && api_store_last_seq(st) > s->cursor) s->cursor = api_store_last_seq(st);
+  if (!more && api_store_last_seq(st) > s->cursor) s->cursor = api_store_last_seq(st);
   if (!s->synced && s->cursor >= s->initial_end) {
     const char *epoch = api_store_epoch(st);
     char id[SC_SSE_ID_MAX], data[128];

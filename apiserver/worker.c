@@ -118,6 +118,7 @@ static void run_op(api_worker_t *w, api_op_t *op) {
     api_store_t *old = w->store;
     w->store = op->store;
     op->store = NULL;
+    api_store_keep_history(w->store, API_WORKER_HISTORY_EVENTS, API_WORKER_HISTORY_BYTES);
     /* A new data set: streams of the old one end and resume (or get the
      * full state) on reconnect, never a mix of both. */
     api_hub_set_store(&w->hub, w->store, API_DROP_RELOAD);

@@ -34,6 +34,11 @@
 #include "store.h"
 #include "stream.h"
 
+/* Each replica keeps the latest commits, every version, so a stream a few
+ * fan-out passes behind still gets every event (store.h, history). */
+#define API_WORKER_HISTORY_EVENTS 65536
+#define API_WORKER_HISTORY_BYTES (64u << 20)
+
 typedef struct api_site api_site_t;
 typedef struct api_op api_op_t;
 

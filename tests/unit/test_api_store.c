@@ -174,3 +174,75 @@ Test(api_store, loading_sorts_out_of_order_input_once) {
   cr_assert_eq(api_store_floor(s2), 3);
   api_store_free(s2);
 }
+
+/* Seqs in the history after cursor, "3,4,5". */
+static const char *history_after(uint64_t cursor) {
+  static char out[512];
+  out[0] = '\0';
+  api_item_t it;
+  for (size_t i = api_store_history_find(st, cursor); api_store_history_at(st, i, &it); i++) {
+    char b[64];
+    snprintf(b, sizeof b, "%s%llu:%.*s", out[0] ? "," : "", (unsigned long long)it.seq, (int)it.topic_len, it.topic);
+    strcat(out, b);
+  }
+  return out;
+}
+
+Test(api_store, history_keeps_every_version_after_it_was_turned_on) {
+  cr_assert_eq(upd(1, "a", "1"), 1);
+  api_store_keep_history(st, 4, 1 << 20);
+  cr_assert(api_store_history_covers(st, 1));
+  cr_assert_not(api_store_history_covers(st, 0), "commit 1 came before the history");
+  cr_assert_eq(upd(2, "a", "2"), 1);
+  cr_assert_eq(upd(3, "b", "3"), 1);
+  cr_assert_eq(upd(4, "a", "4"), 1);
+  cr_assert_eq(upd(5, "b", NULL), 1);
+  cr_assert_str_eq(history_after(1), "2:a,3:b,4:a,5:b");
+  cr_assert_str_eq(history_after(3), "4:a,5:b");
+  cr_assert_str_eq(history_after(5), "");
+  api_item_t it;
+  cr_assert(api_store_history_at(st, 3, &it));
+  cr_assert(it.deleted);
+  /* The store itself still holds only the latest state per topic. */
+  cr_assert_str_eq(order(), "a,-b");
+}
+
+Test(api_store, history_forgets_the_oldest_and_then_no_longer_covers_them) {
+  api_store_keep_history(st, 3, 1 << 20);
+  for (uint64_t s = 1; s <= 5; s++) cr_assert_eq(upd(s, "a", "1"), 1);
+  cr_assert_str_eq(history_after(0), "3:a,4:a,5:a");
+  cr_assert_not(api_store_history_covers(st, 1), "commit 2 was dropped");
+  cr_assert(api_store_history_covers(st, 2));
+}
+
+Test(api_store, history_is_bounded_by_bytes_too) {
+  const api_entry_t *e;
+  cr_assert_eq(upd(1, "a", "1"), 1);
+  e = api_store_find(st, "a", 1);
+  size_t one = e->frame->len; /* every frame below has the same length */
+  api_store_keep_history(st, 100, 2 * one + one / 2);
+  for (uint64_t s = 2; s <= 6; s++) cr_assert_eq(upd(s, "a", "1"), 1);
+  cr_assert_str_eq(history_after(0), "5:a,6:a");
+}
+
+Test(api_store, a_clone_shares_frames_and_order) {
+  cr_assert_eq(upd(1, "a", "1"), 1);
+  cr_assert_eq(upd(2, "b", "2"), 1);
+  cr_assert_eq(upd(3, "a", NULL), 1);
+  api_store_t *c;
+  cr_assert_eq(api_store_clone(st, &c), 0);
+  const api_entry_t *x = api_store_head(c);
+  cr_assert_str_eq(x->topic, "b");
+  cr_assert_eq(x->frame, api_store_find(st, "b", 1)->frame, "frames are shared, not copied");
+  cr_assert(x->next->deleted);
+  cr_assert_eq(api_store_tomb_count(c), 1);
+  cr_assert_str_eq(api_store_epoch(c), EPOCH);
+  cr_assert_eq(api_store_last_seq(c), 3);
+  /* Replaying the master's frame keeps the replica equal. */
+  cr_assert_eq(upd(4, "c", "4"), 1);
+  const api_entry_t *m = api_store_find(st, "c", 1);
+  cr_assert_eq(api_store_apply_frame(c, m->seq, m->ts, "c", 1, m->frame, 0), 1);
+  cr_assert_eq(api_store_apply_frame(c, m->seq, m->ts, "c", 1, m->frame, 0), 0, "a replayed commit is stale");
+  cr_assert_eq(api_store_find(c, "c", 1)->frame, m->frame);
+  api_store_free(c);
+}
