@@ -165,13 +165,17 @@ void sc_test_redis_url(const sc_test_redis_t *r, char *buf, size_t cap) {
   snprintf(buf, cap, "redis://127.0.0.1:%d", r->port);
 }
 
-static int redis_pings(void *arg) {
-  redisContext *c = sc_test_redis_connect(arg);
+/* Up and done loading its data: PING answers even while an AOF or RDB is
+ * still loading, so ask for a key (-LOADING until the data is in). */
+static int redis_ready(void *arg) {
+  const sc_test_redis_t *r = arg;
+  redisContext *c = sc_test_redis_connect(r);
   if (c == NULL) return 0;
-  redisReply *rep = redisCommand(c, "PING");
-  /* A server started with --requirepass answers NOAUTH: it is up all the same. */
-  int ok = rep != NULL && (rep->type == REDIS_REPLY_STATUS ||
-                           (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOAUTH", 6) == 0));
+  redisReply *rep = r->pass[0] ? redisCommand(c, "AUTH %s", r->pass) : NULL;
+  int ok = r->pass[0] == '\0' || (rep != NULL && rep->type == REDIS_REPLY_STATUS);
+  if (rep != NULL) freeReplyObject(rep);
+  rep = ok ? redisCommand(c, "EXISTS statecast:readiness-probe") : NULL;
+  ok = rep != NULL && rep->type == REDIS_REPLY_INTEGER;
   if (rep != NULL) freeReplyObject(rep);
   redisFree(c);
   return ok;
@@ -183,7 +187,12 @@ static int spawn_redis(sc_test_redis_t *r, const char *const *extra) {
   const char *argv[64] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
                           "--appendonly", "no", "--dir", r->dir, "--logfile", "redis.log"};
   size_t n = 13;
-  for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 62; i++) argv[n++] = extra[i];
+  r->pass[0] = '\0';
+  for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 62; i++) {
+    if (strcmp(extra[i], "--requirepass") == 0 && extra[i + 1] != NULL)
+      snprintf(r->pass, sizeof r->pass, "%s", extra[i + 1]);
+    argv[n++] = extra[i];
+  }
   argv[n] = NULL;
   pid_t pid = fork();
   if (pid < 0) return -1;
@@ -195,7 +204,7 @@ static int spawn_redis(sc_test_redis_t *r, const char *const *extra) {
     _exit(127);
   }
   r->pid = pid;
-  if (!sc_test_wait(redis_pings, r, 5000)) {
+  if (!sc_test_wait(redis_ready, r, 5000)) {
     sc_test_stop(pid, SIGKILL, 1000);
     r->pid = 0;
     return -1;

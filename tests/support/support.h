@@ -14,6 +14,7 @@ typedef struct sc_test_redis {
   pid_t pid;
   int port;
   char dir[256]; /* its working directory (data, log) */
+  char pass[64]; /* --requirepass of the last start, "" for none (readiness checks AUTH with it) */
 } sc_test_redis_t;
 
 /* Pick a port that is free on 127.0.0.1 right now. */
