@@ -73,6 +73,7 @@ typedef struct slot {
 
 typedef struct worker {
   int idx;
+  int pub_only; /* the publish thread: takes POST /pub, never streams */
   int ep, lfd, wake;
   int *list;
   size_t n;
@@ -86,8 +87,9 @@ static frame_t ring[RING];
 static _Atomic uint64_t pub_seq;
 static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
 static worker_t workers[MAX_THREADS];
+static worker_t pub_worker;
 static int nworkers = 2;
-static struct sockaddr_in listen_addr;
+static struct sockaddr_in listen_addr, pub_addr;
 
 static void die(const char *what) {
   fprintf(stderr, "statecast-floor: %s: %s\n", what, strerror(errno));
@@ -259,7 +261,7 @@ static void on_request_bytes(worker_t *w, int fd) {
     return;
   }
   size_t head = (size_t)(end + 4 - s->req);
-  if (strncmp(s->req, "GET /events", 11) == 0) {
+  if (strncmp(s->req, "GET /events", 11) == 0 && !w->pub_only) {
     if (write(fd, stream_head, sizeof stream_head - 1) != (ssize_t)(sizeof stream_head - 1)) {
       drop(w, fd);
       return;
@@ -359,8 +361,9 @@ static void *worker_run(void *arg) {
   return NULL;
 }
 
-static void worker_init(worker_t *w, int idx) {
+static void worker_init(worker_t *w, int idx, const struct sockaddr_in *addr, int pub_only) {
   w->idx = idx;
+  w->pub_only = pub_only;
   w->ep = epoll_create1(EPOLL_CLOEXEC);
   if (w->ep < 0) die("epoll_create1");
   w->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -370,7 +373,7 @@ static void worker_init(worker_t *w, int idx) {
   int one = 1;
   setsockopt(w->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (setsockopt(w->lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) die("SO_REUSEPORT");
-  if (bind(w->lfd, (struct sockaddr *)&listen_addr, sizeof listen_addr) != 0) die("bind");
+  if (bind(w->lfd, (struct sockaddr *)addr, sizeof *addr) != 0) die("bind");
   if (listen(w->lfd, 4096) != 0) die("listen");
   w->list = calloc(nslots, sizeof *w->list);
   if (w->list == NULL) die("calloc");
@@ -380,15 +383,27 @@ static void worker_init(worker_t *w, int idx) {
   if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake, &ev) != 0) die("epoll_ctl");
 }
 
+static int parse_addr(const char *at, struct sockaddr_in *out) {
+  char host[64];
+  const char *colon = strrchr(at, ':');
+  if (colon == NULL || (size_t)(colon - at) >= sizeof host) return -1;
+  memcpy(host, at, (size_t)(colon - at));
+  host[colon - at] = '\0';
+  *out = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+  return inet_pton(AF_INET, host, &out->sin_addr) == 1 ? 0 : -1;
+}
+
 static void usage(FILE *f) {
-  fprintf(f, "usage: statecast-floor --listen 127.0.0.1:PORT [-t THREADS]\n"
-             "  --listen ADDR:PORT  where to listen (default 127.0.0.1:8090)\n"
-             "  -t, --threads N     worker threads, one per core (default 2)\n"
-             "GET /events... streams SSE; POST /pub/<topic> with a body sends it to every stream.\n");
+  fprintf(f, "usage: statecast-floor --listen 127.0.0.1:PORT [--pub-listen 127.0.0.1:PORT] [-t THREADS]\n"
+             "  --listen ADDR:PORT      SSE streams (GET /events...) (default 127.0.0.1:8090)\n"
+             "  --pub-listen ADDR:PORT  POST /pub/<topic> on a thread of its own, so a publish is never held\n"
+             "                          up by a fan-out pass (default: only on --listen)\n"
+             "  -t, --threads N         fan-out threads, one per core (default 2)\n"
+             "POST /pub/<topic> with a body sends it to every stream.\n");
 }
 
 int main(int argc, char **argv) {
-  const char *listen_at = "127.0.0.1:8090";
+  const char *listen_at = "127.0.0.1:8090", *pub_at = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       usage(stdout);
@@ -399,6 +414,7 @@ int main(int argc, char **argv) {
       return 2;
     }
     if (!strcmp(argv[i], "--listen")) listen_at = argv[++i];
+    else if (!strcmp(argv[i], "--pub-listen")) pub_at = argv[++i];
     else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) nworkers = atoi(argv[++i]);
     else {
       usage(stderr);
@@ -409,17 +425,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "statecast-floor: threads must be 1..%d\n", MAX_THREADS);
     return 2;
   }
-  char host[64];
-  const char *colon = strrchr(listen_at, ':');
-  if (colon == NULL || (size_t)(colon - listen_at) >= sizeof host) {
-    usage(stderr);
-    return 2;
-  }
-  memcpy(host, listen_at, (size_t)(colon - listen_at));
-  host[colon - listen_at] = '\0';
-  listen_addr = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-  if (inet_pton(AF_INET, host, &listen_addr.sin_addr) != 1) {
-    fprintf(stderr, "statecast-floor: bad address %s\n", host);
+  if (parse_addr(listen_at, &listen_addr) != 0 || (pub_at && parse_addr(pub_at, &pub_addr) != 0)) {
+    fprintf(stderr, "statecast-floor: bad address\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -428,8 +435,13 @@ int main(int argc, char **argv) {
   nslots = rl.rlim_cur == RLIM_INFINITY ? 1048576 : (size_t)rl.rlim_cur;
   slots = calloc(nslots, sizeof *slots);
   if (slots == NULL) die("calloc");
-  for (int i = 0; i < nworkers; i++) worker_init(&workers[i], i);
-  fprintf(stderr, "statecast-floor: listening on %s with %d threads\n", listen_at, nworkers);
+  for (int i = 0; i < nworkers; i++) worker_init(&workers[i], i, &listen_addr, 0);
+  if (pub_at) {
+    worker_init(&pub_worker, nworkers, &pub_addr, 1);
+    if (pthread_create(&pub_worker.tid, NULL, worker_run, &pub_worker) != 0) die("pthread_create");
+  }
+  fprintf(stderr, "statecast-floor: streams on %s with %d threads, publish on %s\n", listen_at, nworkers,
+          pub_at ? pub_at : listen_at);
   for (int i = 1; i < nworkers; i++)
     if (pthread_create(&workers[i].tid, NULL, worker_run, &workers[i]) != 0) die("pthread_create");
   worker_run(&workers[0]);
