@@ -200,14 +200,16 @@ fresh_api() {
 }
 
 floor_port=$(free_port)
+floor_pub_port=$(free_port)
 floor_pid=
 fresh_floor() {
   [[ -n $floor_pid ]] && stop_pid "$floor_pid"
-  "$bin/statecast-floor" --listen "127.0.0.1:$floor_port" -t "$floor_threads" 2>>"$tmp/floor.log" &
+  "$bin/statecast-floor" --listen "127.0.0.1:$floor_port" --pub-listen "127.0.0.1:$floor_pub_port" \
+    -t "$floor_threads" 2>>"$tmp/floor.log" &
   floor_pid=$!
   pids+=("$floor_pid")
   for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$floor_port") 2>/dev/null && return 0
+    (exec 3<>/dev/tcp/127.0.0.1/"$floor_pub_port") 2>/dev/null && return 0
     sleep 0.05
   done
   echo "bench/run.sh: statecast-floor did not start" >&2
@@ -283,7 +285,7 @@ loadgen() { # name target args...: runs one measurement, raw figures in $tmp/<na
     common+=(--port "$api_port" --expect-sync --pub "$redis_url"
       --proc "api=$api_pid" --proc "kvu=$kvu_pid" --proc "redis=$redis_pid")
     ;;
-  floor) common+=(--port "$floor_port" --pub "http://127.0.0.1:$floor_port/pub/" --proc "floor=$floor_pid") ;;
+  floor) common+=(--port "$floor_port" --pub "http://127.0.0.1:$floor_pub_port/pub/" --proc "floor=$floor_pid") ;;
   nchan) common+=(--port "$nchan_port" --pub "http://127.0.0.1:$nchan_port/pub/" --proc "nginx=$nginx_pids") ;;
   esac
   echo "== $name ($target): $*" >&2
@@ -297,6 +299,7 @@ loadgen() { # name target args...: runs one measurement, raw figures in $tmp/<na
 topics_args() { targs=(--topic-prefix "bench/$1/t" --path "/events?topic=bench/$1/*"); }
 
 t_begin=$SECONDS
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 fan_args=(--rate "$(awk -v g="$single_gap" 'BEGIN{printf "%g", 1000/g}')" --topics 1 --count "$singles" --size 200)
 
 # a + b(19k): idle memory with N_BIG streams, then single messages to them
@@ -304,20 +307,24 @@ if want a || want b; then
   fresh_api
   topics_args fan
   loadgen a_idle_fan_big statecast -n "$n_big" --idle-rss --hold-ms "$hold_ms" "${fan_args[@]}" "${targs[@]}"
+  stop_api
   if [[ $floor == 1 ]]; then
     fresh_floor
     topics_args fan
     loadgen floor_fan_big floor -n "$n_big" --idle-rss --hold-ms "$hold_ms" "${fan_args[@]}" "${targs[@]}"
+    stop_floor
   fi
 fi
 if want b; then
   fresh_api
   topics_args fan
   loadgen b_fan_mid statecast -n "$n_mid" "${fan_args[@]}" "${targs[@]}"
+  stop_api
   if [[ $floor == 1 ]]; then
     fresh_floor
     topics_args fan
     loadgen floor_fan_mid floor -n "$n_mid" "${fan_args[@]}" "${targs[@]}"
+    stop_floor
   fi
 fi
 
@@ -328,19 +335,22 @@ rate_run() { # name target streams rate topics scenario-tag
 if want c; then
   fresh_api
   rate_run c statecast "$n_mid" 10 10 c
-  if [[ $floor == 1 ]]; then fresh_floor; rate_run floor_c floor "$n_mid" 10 10 c; fi
+  stop_api
+  if [[ $floor == 1 ]]; then fresh_floor; rate_run floor_c floor "$n_mid" 10 10 c; stop_floor; fi
   if [[ $nchan == 1 ]]; then fresh_nchan; rate_run nchan_c nchan "$n_mid" 10 10 c; stop_nchan; fi
 fi
 if want d; then
   fresh_api
   rate_run d statecast "$n_big" 50 50 d
-  if [[ $floor == 1 ]]; then fresh_floor; rate_run floor_d floor "$n_big" 50 50 d; fi
+  stop_api
+  if [[ $floor == 1 ]]; then fresh_floor; rate_run floor_d floor "$n_big" 50 50 d; stop_floor; fi
   if [[ $nchan == 1 ]]; then fresh_nchan; rate_run nchan_d nchan "$n_big" 50 50 d; stop_nchan; fi
 fi
 if want e; then
   fresh_api
   rate_run e statecast "$n_mid" 100 100 e
-  if [[ $floor == 1 ]]; then fresh_floor; rate_run floor_e floor "$n_mid" 100 100 e; fi
+  stop_api
+  if [[ $floor == 1 ]]; then fresh_floor; rate_run floor_e floor "$n_mid" 100 100 e; stop_floor; fi
   if [[ $nchan == 1 ]]; then fresh_nchan; rate_run nchan_e nchan "$n_mid" 100 100 e; stop_nchan; fi
 fi
 stop_floor
@@ -409,6 +419,14 @@ rss_per() {
   has "$1.rss_per_stream_bytes" || { echo "—"; return; }
   echo "$(num "$(val "$1.rss_per_stream_bytes")") B ($(val "$1.rss_per_stream_kib") KiB): $(num "$(val "$1.rss_zero_kb")") → $(num "$(val "$1.rss_idle_kb")") KiB"
 }
+pubrate() { # the publisher's achieved rate; a server that answers publishes late holds it back
+  has "$1.publish_rate_achieved" || { echo "—"; return; }
+  echo "$(val "$1.publish_rate_achieved")/s of $(val "$1.rate")/s, $(num "$(val "$1.published")")/$(num "$(val "$1.publish_planned")") sent, late ≤ $(ms "$1.publish_late_max_us")"
+}
+other() { # CPU of everything else on the machine during the window (should be ~0)
+  has "$1.cpu_other_seconds" || { echo "—"; return; }
+  echo "other $(val "$1.cpu_other_seconds") s, softirq $(val "$1.cpu_softirq_seconds") s"
+}
 rss_window() {
   has "$1.rss_start_kb" || { echo "—"; return; }
   echo "$(num "$(val "$1.rss_start_kb")") → $(num "$(val "$1.rss_end_kb")") KiB"
@@ -424,7 +442,7 @@ table=$tmp/results.md
   echo "## statecast benchmark ($mode)"
   echo
   echo "$(date -u +%Y-%m-%d), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $rev, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); run took ${elapsed} s."
-  echo "Latencies are p50 / p99 / max of publish-to-receive; CPU seconds are over the measured window."
+  echo "Load average before the run: $load_before. Latencies are p50 / p99 / max of publish-to-receive; CPU seconds are over the measured window."
   echo
   echo "| scenario | figure | statecast | floor | Nchan |"
   echo "|---|---|---|---|---|"
@@ -444,6 +462,8 @@ table=$tmp/results.md
     echo "| | lost, dups | $(loss c) | $(flr loss floor_c) | $(nch loss nchan_c) |"
     echo "| | streams | $(streams c) | $(flr streams floor_c) | $(nch streams nchan_c) |"
     echo "| | CPU | $(cpu c) | $(flr cpu floor_c) | $(nch cpu nchan_c) |"
+    echo "| | publisher | $(pubrate c) | $(flr pubrate floor_c) | $(nch pubrate nchan_c) |"
+    echo "| | machine CPU outside the measured processes | $(other c) | $(flr other floor_c) | $(nch other nchan_c) |"
   fi
   if want d; then
     echo "| d. $(num "$n_big") streams × 50 msg/s, 200 B, 50 topics, ${window} s | keeps up (no loss, caught up, none dropped) | $(keeps_up d) | $(flr keeps_up floor_d) | $(nch keeps_up nchan_d) |"
@@ -451,6 +471,8 @@ table=$tmp/results.md
     echo "| | lost (coalesced), dups | $(loss d) | $(flr loss floor_d) | $(nch loss nchan_d) |"
     echo "| | streams | $(streams d) | $(flr streams floor_d) | $(nch streams nchan_d) |"
     echo "| | CPU | $(cpu d) | $(flr cpu floor_d) | $(nch cpu nchan_d) |"
+    echo "| | publisher | $(pubrate d) | $(flr pubrate floor_d) | $(nch pubrate nchan_d) |"
+    echo "| | machine CPU outside the measured processes | $(other d) | $(flr other floor_d) | $(nch other nchan_d) |"
   fi
   if want e; then
     echo "| e. $(num "$n_mid") streams × 100 msg/s over 100 topics, 200 B, ${window} s | staleness | $(stale e) | $(flr stale floor_e) | $(nch stale nchan_e) |"
@@ -459,6 +481,8 @@ table=$tmp/results.md
     echo "| | server RSS at start → end of window | $(rss_window e) | $(flr rss_window floor_e) | $(nch rss_window nchan_e) |"
     echo "| | streams | $(streams e) | $(flr streams floor_e) | $(nch streams nchan_e) |"
     echo "| | CPU | $(cpu e) | $(flr cpu floor_e) | $(nch cpu nchan_e) |"
+    echo "| | publisher | $(pubrate e) | $(flr pubrate floor_e) | $(nch pubrate nchan_e) |"
+    echo "| | machine CPU outside the measured processes | $(other e) | $(flr other floor_e) | $(nch other nchan_e) |"
   fi
   if want f; then
     echo "| f. start-up with $(num "$fill_topics") topics × $(num "$fill_bytes") B | fresh apiserver until /readyz is 200 | $(val f.ready_seconds) s (RSS $(num "$(val f.ready_rss_kb)") KiB; fill took $(val f.fill_seconds) s) | | |"
