@@ -411,9 +411,15 @@ ratio() {
   [[ -z $a || -z $b || $a -le 0 || $b -le 0 ]] && { echo "—"; return; }
   awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", a/b}'
 }
-keeps_up() {
+keeps_up() { # no loss, caught up, none dropped, and the publisher was not held back
   has "$1.lost" || { echo "—"; return; }
-  [[ $(val "$1.lost") == 0 && $(val "$1.caught_up") == 1 && $(val "$1.disconnected") == 0 ]] && echo yes || echo "no"
+  local why=""
+  [[ $(val "$1.lost") == 0 ]] || why+="lost, "
+  [[ $(val "$1.caught_up") == 1 ]] || why+="not caught up, "
+  [[ $(val "$1.disconnected") == 0 ]] || why+="streams dropped, "
+  [[ $(val "$1.published") == "$(val "$1.publish_planned")" && $(val "$1.publish_late_max_us") -lt 1000000 ]] ||
+    why+="publisher held back to $(val "$1.publish_rate_achieved")/s, "
+  [[ -z $why ]] && echo yes || echo "no (${why%, })"
 }
 rss_per() {
   has "$1.rss_per_stream_bytes" || { echo "—"; return; }
@@ -425,7 +431,7 @@ pubrate() { # the publisher's achieved rate; a server that answers publishes lat
 }
 other() { # CPU of everything else on the machine during the window (should be ~0)
   has "$1.cpu_other_seconds" || { echo "—"; return; }
-  echo "other $(val "$1.cpu_other_seconds") s, softirq $(val "$1.cpu_softirq_seconds") s"
+  echo "$(val "$1.cpu_other_seconds") s of $(val "$1.cpu_machine_seconds") s"
 }
 rss_window() {
   has "$1.rss_start_kb" || { echo "—"; return; }
@@ -463,7 +469,7 @@ table=$tmp/results.md
     echo "| | streams | $(streams c) | $(flr streams floor_c) | $(nch streams nchan_c) |"
     echo "| | CPU | $(cpu c) | $(flr cpu floor_c) | $(nch cpu nchan_c) |"
     echo "| | publisher | $(pubrate c) | $(flr pubrate floor_c) | $(nch pubrate nchan_c) |"
-    echo "| | machine CPU outside the measured processes | $(other c) | $(flr other floor_c) | $(nch other nchan_c) |"
+    echo "| | machine CPU outside the measured processes (of all CPU used) | $(other c) | $(flr other floor_c) | $(nch other nchan_c) |"
   fi
   if want d; then
     echo "| d. $(num "$n_big") streams × 50 msg/s, 200 B, 50 topics, ${window} s | keeps up (no loss, caught up, none dropped) | $(keeps_up d) | $(flr keeps_up floor_d) | $(nch keeps_up nchan_d) |"
@@ -472,7 +478,7 @@ table=$tmp/results.md
     echo "| | streams | $(streams d) | $(flr streams floor_d) | $(nch streams nchan_d) |"
     echo "| | CPU | $(cpu d) | $(flr cpu floor_d) | $(nch cpu nchan_d) |"
     echo "| | publisher | $(pubrate d) | $(flr pubrate floor_d) | $(nch pubrate nchan_d) |"
-    echo "| | machine CPU outside the measured processes | $(other d) | $(flr other floor_d) | $(nch other nchan_d) |"
+    echo "| | machine CPU outside the measured processes (of all CPU used) | $(other d) | $(flr other floor_d) | $(nch other nchan_d) |"
   fi
   if want e; then
     echo "| e. $(num "$n_mid") streams × 100 msg/s over 100 topics, 200 B, ${window} s | staleness | $(stale e) | $(flr stale floor_e) | $(nch stale nchan_e) |"
@@ -482,7 +488,7 @@ table=$tmp/results.md
     echo "| | streams | $(streams e) | $(flr streams floor_e) | $(nch streams nchan_e) |"
     echo "| | CPU | $(cpu e) | $(flr cpu floor_e) | $(nch cpu nchan_e) |"
     echo "| | publisher | $(pubrate e) | $(flr pubrate floor_e) | $(nch pubrate nchan_e) |"
-    echo "| | machine CPU outside the measured processes | $(other e) | $(flr other floor_e) | $(nch other nchan_e) |"
+    echo "| | machine CPU outside the measured processes (of all CPU used) | $(other e) | $(flr other floor_e) | $(nch other nchan_e) |"
   fi
   if want f; then
     echo "| f. start-up with $(num "$fill_topics") topics × $(num "$fill_bytes") B | fresh apiserver until /readyz is 200 | $(val f.ready_seconds) s (RSS $(num "$(val f.ready_rss_kb)") KiB; fill took $(val f.fill_seconds) s) | | |"
