@@ -228,8 +228,10 @@ static int live_notify(api_server_t *s, const sc_notify_t *n, const char *msg, s
     start_load(s);
   } else if (rc >= 0) {
     s->applied_seq = n->seq;
-    if (!had_epoch && api_store_epoch(st) != NULL) replicate_meta(s);
+    /* The commit first: a worker that raised its last seq before having
+     * the commit would move idle streams' cursors past it. */
     if (rc == 1) replicate_topic(s, n->topic, n->topic_len);
+    if (!had_epoch && api_store_epoch(st) != NULL) replicate_meta(s);
   }
   return rc;
 }

@@ -12,7 +12,9 @@
  *            reason "reload" and resume against the new one;
  *   apply  - one commit, carrying the master's frame (shared, refcounted:
  *            framed once per process, never per worker or per stream);
- *   meta   - the epoch / last seq learned without a commit (catch-up).
+ *   meta   - the epoch / last seq learned without a commit (catch-up);
+ *            posted only after every commit up to that seq, since idle
+ *            streams move their cursors up to the last seq.
  * A worker drains its inbox in one go and then pumps its idle streams once,
  * so a burst of commits reaches each stream in as few writes as possible.
  *

@@ -138,3 +138,21 @@ Test(apiserver_workers, shutdown_ends_the_streams_of_every_worker) {
     sc_sse_close(c[i]);
   }
 }
+
+Test(apiserver_workers, the_first_commit_on_an_empty_redis_reaches_every_stream) {
+  /* No epoch yet: the first commit brings it, and every worker must pass
+   * the commit on before it learns the new last seq. */
+  start_api(NULL, 1);
+  sc_sse_client_t *c[32];
+  for (int i = 0; i < 32; i++) {
+    c[i] = open_stream("/events", NULL);
+    expect_sync(c[i], 1);
+  }
+  publish("first", "{\"v\":1}");
+  publish("second", "{\"v\":2}");
+  for (int i = 0; i < 32; i++) {
+    expect_update(c[i], "first");
+    expect_update(c[i], "second");
+    sc_sse_close(c[i]);
+  }
+}
