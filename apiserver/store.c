@@ -247,7 +247,7 @@ static void trim_tombs(api_store_t *s) {
 
 static api_frame_t *make_frame(const api_store_t *s, uint64_t seq, int64_t ts, const char *topic, size_t topic_len,
                                const char *data, size_t data_len) {
-  char env_stack[1024];
+  char env_stack[16384]; /* no heap round trip for common sizes (it fragments the heap during a load) */
   size_t cap = sc_envelope_size(topic_len, data_len);
   char *env = cap <= sizeof env_stack ? env_stack : malloc(cap);
   if (env == NULL) return NULL;
@@ -255,7 +255,7 @@ static api_frame_t *make_frame(const api_store_t *s, uint64_t seq, int64_t ts, c
   char id[SC_SSE_ID_MAX];
   size_t idlen = sc_sse_id_format(id, s->has_epoch ? s->epoch : "0000000000000000", seq);
   const char *event = data != NULL ? "update" : "delete";
-  size_t fcap = sc_sse_frame_size(idlen, strlen(event), elen);
+  size_t fcap = sc_sse_frame_size_line(idlen, strlen(event), elen); /* the envelope is compact JSON: one line */
   api_frame_t *f = malloc(sizeof *f + fcap);
   if (f != NULL) {
     atomic_init(&f->refs, 1);

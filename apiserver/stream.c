@@ -231,7 +231,7 @@ static api_frame_t *project_frame(const api_view_t *v, const api_store_t *st, co
   const char *epoch = api_store_epoch(st);
   char id[SC_SSE_ID_MAX];
   size_t idlen = sc_sse_id_format(id, epoch ? epoch : "0000000000000000", e->seq);
-  size_t fcap = sc_sse_frame_size(idlen, 6, elen);
+  size_t fcap = sc_sse_frame_size_line(idlen, 6, elen); /* the envelope is compact JSON: one line */
   api_frame_t *f = malloc(sizeof *f + fcap);
   if (f != NULL) {
     atomic_init(&f->refs, 1);

@@ -17,6 +17,10 @@ size_t sc_sse_frame_size(size_t id_len, size_t event_len, size_t data_len) {
   return 4 + id_len + 1 + 7 + event_len + 1 + 7 * (data_len + 1) + data_len + 1;
 }
 
+size_t sc_sse_frame_size_line(size_t id_len, size_t event_len, size_t data_len) {
+  return 4 + id_len + 1 + 7 + event_len + 1 + 6 + data_len + 2;
+}
+
 size_t sc_sse_frame(char *out, const char *id, size_t id_len, const char *event, const char *data, size_t data_len) {
   char *o = out;
   if (id != NULL) {

@@ -26,6 +26,10 @@
 
 /* Upper bound of the bytes sc_sse_frame() writes. */
 size_t sc_sse_frame_size(size_t id_len, size_t event_len, size_t data_len);
+/* The exact bytes sc_sse_frame() writes (with an id and an event) when data
+ * has no '\n' or '\r', e.g. compact JSON: a frame kept for long is sized
+ * with this, not with the bound above (up to 7 times the data). */
+size_t sc_sse_frame_size_line(size_t id_len, size_t event_len, size_t data_len);
 /*
  * Write one event into out (room for sc_sse_frame_size()). id may be NULL
  * (no id line), event may be NULL (no event line, i.e. "message"). Every

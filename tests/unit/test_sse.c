@@ -13,6 +13,7 @@ Test(sse, frames_id_event_and_one_data_line) {
   buf[n] = '\0';
   cr_assert_str_eq(buf, "id: ab-1\nevent: update\ndata: {\"a\":1}\n\n");
   cr_assert_leq(n, sc_sse_frame_size(4, 6, 7));
+  cr_assert_eq(n, sc_sse_frame_size_line(4, 6, 7), "one data line: the size is exact");
 }
 
 Test(sse, splits_multiline_data_into_data_lines) {
