@@ -24,6 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* HMGETs a load keeps in flight (replies are small: the pipeline, not the
+ * round trips, sets the pace). */
+#define API_LOAD_WINDOW 8192
+
 /* A notification received while loading: a copy of the payload and its parse. */
 typedef struct pending {
   char *payload; /* owned */
@@ -108,7 +112,7 @@ static void start_load(api_server_t *s) {
   clear_pending(s);
   s->site.catching_up = 0;
   s->loading = 1;
-  int rc = api_loader_start(&s->loader, s->cmd, 0, 1000, on_loaded, s);
+  int rc = api_loader_start(&s->loader, s->cmd, 0, API_LOAD_WINDOW, on_loaded, s);
   if (rc != 0) {
     s->loader = NULL;
     SC_DEBUG("state load deferred: %s", sc_strerror(rc));
@@ -123,7 +127,7 @@ static void start_catchup(api_server_t *s) {
   if (s->site.draining || !s->site.sub_up || s->store == NULL || s->loader != NULL) return;
   s->site.catching_up = 1;
   uint64_t since = s->applied_seq;
-  int rc = api_loader_start_since(&s->loader, s->cmd, since, 1000, on_caught_up, s);
+  int rc = api_loader_start_since(&s->loader, s->cmd, since, API_LOAD_WINDOW, on_caught_up, s);
   if (rc != 0) {
     s->loader = NULL;
     SC_DEBUG("catch-up deferred: %s", sc_strerror(rc));
