@@ -1561,5 +1561,16 @@ int main(int argc, char **argv) {
   result("cpu_other_seconds=%.2f\n", (double)(mtask1 - mtask0 + mirq1 - mirq0 - known) / 1e6);
   result("publish_rate_achieved=%.1f\n", m_total > 0 ? (double)m_total / (window_s + 1.0 / o.rate) : 0.0);
   if (out_file) fclose(out_file);
+  for (int i = 0; i < nk; i++) {
+    free(kids[i].fan_max);
+    free(kids[i].fan_cnt);
+  }
+  free(fmax);
+  free(fcnt);
+  free(complete);
+  free(body);
+  free(bts);
+  if (pub.rc != NULL) redisFree(pub.rc);
+  if (pub.fd >= 0) close(pub.fd);
   return 0;
 }
