@@ -122,43 +122,19 @@ static int is_dir(const char *p) {
 
 int main(int argc, char **argv, char **envp) {
   char err[512];
-  sc_conf_t *conf = NULL;
+  sc_conf_t *conf;
   sc_redis_addr_t addr;
-  memset(&addr, 0, sizeof addr);
-  int loop_inited = 0;
-  int code = 1;
-  app_t app;
-  memset(&app, 0, sizeof app);
-
-  if (sc_conf_load(&conf, PROGRAM, "apiserver", specs, NSPECS, argc, argv, envp, err, sizeof err) != 0) {
-    fprintf(stderr, "%s: %s\n", PROGRAM, err);
-    return 1;
-  }
-  if (sc_conf_help_wanted(conf)) {
-    sc_conf_usage(stdout, PROGRAM, "", specs, NSPECS);
-    sc_conf_free(conf);
-    return 0;
-  }
   sc_log_level_t level;
   sc_log_format_t format;
-  if (sc_binconf_log(conf, &level, &format, err, sizeof err) != 0 ||
-      sc_binconf_redis_addr(conf, &addr, err, sizeof err) != 0) {
-    fprintf(stderr, "%s: %s\n", PROGRAM, err);
-    goto done;
-  }
-  struct sockaddr_storage ss;
-  socklen_t sslen;
-  if (sc_httpd_parse_listen(sc_conf_str(conf, "listen"), &ss, &sslen, err, sizeof err) != 0) {
-    fprintf(stderr, "%s: listen (%s): %s\n", PROGRAM, sc_conf_source(conf, "listen"), err);
-    goto done;
-  }
+  int code = sc_binconf_daemon(PROGRAM, "apiserver", specs, NSPECS, "listen", argc, argv, envp, &conf, &addr,
+                               &level, &format);
+  if (code != SC_BINCONF_RUN) return code;
+  code = 1;
+  int loop_inited = 0;
+  app_t app;
+  memset(&app, 0, sizeof app);
   const char *web_root = sc_conf_str(conf, "web_root");
   if (web_root == NULL) web_root = is_dir(STATECAST_WEB_INSTALL_DIR) ? STATECAST_WEB_INSTALL_DIR : STATECAST_WEB_SOURCE_DIR;
-  if (sc_conf_check_wanted(conf)) {
-    sc_conf_print(conf, stdout);
-    code = 0;
-    goto done;
-  }
 
   sc_log_init("apiserver", level, format);
   signal(SIGPIPE, SIG_IGN);

@@ -23,4 +23,16 @@ __attribute__((warn_unused_result)) int sc_binconf_log(const sc_conf_t *conf, sc
 __attribute__((warn_unused_result)) int sc_binconf_redis_addr(const sc_conf_t *conf, sc_redis_addr_t *addr, char *err,
                                                              size_t errlen);
 
+/* The start both daemons (apiserver, kv-updater) share: load the
+ * configuration of `section`, answer --help (usage on stdout), derive the
+ * log settings and the Redis address, check the listen address in option
+ * listen_key, and answer --check-config (the effective configuration on
+ * stdout). Returns SC_BINCONF_RUN with *conf and *addr owned by the caller
+ * (sc_conf_free(), sc_redis_addr_dispose()), or the exit status to return at
+ * once, with any message printed as "program: ..." and nothing left to free. */
+#define SC_BINCONF_RUN (-1)
+int sc_binconf_daemon(const char *program, const char *section, const sc_conf_spec_t *specs, size_t nspecs,
+                      const char *listen_key, int argc, char **argv, char **envp, sc_conf_t **conf,
+                      sc_redis_addr_t *addr, sc_log_level_t *level, sc_log_format_t *format);
+
 #endif

@@ -66,41 +66,17 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 int main(int argc, char **argv, char **envp) {
   char err[512];
-  sc_conf_t *conf = NULL;
+  sc_conf_t *conf;
   sc_redis_addr_t addr;
-  memset(&addr, 0, sizeof addr);
-  int loop_inited = 0;
-  int code = 1;
-  app_t app;
-  memset(&app, 0, sizeof app);
-
-  if (sc_conf_load(&conf, PROGRAM, "kv-updater", specs, NSPECS, argc, argv, envp, err, sizeof err) != 0) {
-    fprintf(stderr, "%s: %s\n", PROGRAM, err);
-    return 1;
-  }
-  if (sc_conf_help_wanted(conf)) {
-    sc_conf_usage(stdout, PROGRAM, "", specs, NSPECS);
-    sc_conf_free(conf);
-    return 0;
-  }
   sc_log_level_t level;
   sc_log_format_t format;
-  if (sc_binconf_log(conf, &level, &format, err, sizeof err) != 0 ||
-      sc_binconf_redis_addr(conf, &addr, err, sizeof err) != 0) {
-    fprintf(stderr, "%s: %s\n", PROGRAM, err);
-    goto done;
-  }
-  struct sockaddr_storage ss;
-  socklen_t sslen;
-  if (sc_httpd_parse_listen(sc_conf_str(conf, "health_listen"), &ss, &sslen, err, sizeof err) != 0) {
-    fprintf(stderr, "%s: health_listen (%s): %s\n", PROGRAM, sc_conf_source(conf, "health_listen"), err);
-    goto done;
-  }
-  if (sc_conf_check_wanted(conf)) {
-    sc_conf_print(conf, stdout);
-    code = 0;
-    goto done;
-  }
+  int code = sc_binconf_daemon(PROGRAM, "kv-updater", specs, NSPECS, "health_listen", argc, argv, envp, &conf, &addr,
+                               &level, &format);
+  if (code != SC_BINCONF_RUN) return code;
+  code = 1;
+  int loop_inited = 0;
+  app_t app;
+  memset(&app, 0, sizeof app);
 
   sc_log_init("kv-updater", level, format);
   signal(SIGPIPE, SIG_IGN);
