@@ -29,6 +29,7 @@
  * All the Redis and validation work is in the library (statecast_publisher.h);
  * this file is option handling and the three input modes.
  */
+#include "binconf.h"
 #include "config.h"
 #include "envelope.h"
 #include "err.h"
@@ -449,11 +450,10 @@ int main(int argc, char **argv) {
     code = EXIT_OK;
     goto done;
   }
-  sc_log_level_t level = SC_LOG_INFO;
-  sc_log_format_t format = SC_LOG_PLAIN;
-  if (sc_log_parse_level(sc_conf_str(conf, "log_level"), &level) != 0 ||
-      sc_log_parse_format(sc_conf_str(conf, "log_format"), &format) != 0) {
-    fprintf(stderr, "%s: invalid log_level or log_format\n", PROGRAM);
+  sc_log_level_t level;
+  sc_log_format_t format;
+  if (sc_binconf_log(conf, &level, &format, err, sizeof err) != 0) {
+    fprintf(stderr, "%s: %s\n", PROGRAM, err);
     goto done;
   }
   sc_log_init("publisher", level, format);
