@@ -31,15 +31,6 @@ static pid_t g_kvu = -1, g_api = -1;
 static int g_kport, g_aport;
 static char g_log[300], g_alog[300], g_secret_file[300];
 
-static void dump(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return;
-  char line[2048];
-  fprintf(stderr, "---- %s ----\n", path);
-  while (fgets(line, sizeof line, f) != NULL) fputs(line, stderr);
-  fclose(f);
-}
-
 static void b64url(const unsigned char *in, size_t len, char *out) {
   static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   size_t o = 0;
@@ -105,16 +96,8 @@ static int curl(char *out, size_t cap, const char *args, const char *path) {
 }
 
 static void start_kvu(void) {
-  char url[128], listen[64];
-  sc_test_redis_url(&g_redis, url, sizeof url);
-  g_kport = sc_test_free_port();
-  snprintf(listen, sizeof listen, "127.0.0.1:%d", g_kport);
-  char *bin = sc_test_bin("statecast-kv-updater");
-  char *argv[] = {bin, "--redis-url", url, "--health-listen", listen, NULL};
-  g_kvu = sc_test_spawn(bin, argv, NULL, g_log);
-  free(bin);
-  cr_assert_gt(g_kvu, 0);
-  cr_assert(sc_test_wait_http(g_kport, "/readyz", 200, WAIT_MS), "kv-updater not ready");
+  g_kvu = sc_test_start_kvu(&g_redis, NULL, g_log, &g_kport, WAIT_MS);
+  cr_assert_gt(g_kvu, 0, "kv-updater not ready");
 }
 
 /* Start the apiserver with HS256 auth on (audience "displays") plus extra flags. */
@@ -158,7 +141,7 @@ static void setup(void) {
 static void teardown(void) {
   if (g_api > 0) {
     int st = sc_test_stop(g_api, SIGTERM, 15000);
-    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) dump(g_alog);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) sc_test_dump(g_alog);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "apiserver should exit 0 on SIGTERM (status %d)", st);
   }
   g_api = -1;

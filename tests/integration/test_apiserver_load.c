@@ -32,15 +32,8 @@ static void setup(void) {
   g_redis_started = 1;
   snprintf(g_log, sizeof g_log, "%s/kvu.log", g_redis.dir);
   snprintf(g_alog, sizeof g_alog, "%s/api.log", g_redis.dir);
-  char url[128], klisten[64];
-  sc_test_redis_url(&g_redis, url, sizeof url);
-  g_kport = sc_test_free_port();
-  snprintf(klisten, sizeof klisten, "127.0.0.1:%d", g_kport);
-  char *kbin = sc_test_bin("statecast-kv-updater");
-  char *kargv[] = {kbin, "--redis-url", url, "--health-listen", klisten, NULL};
-  g_kvu = sc_test_spawn(kbin, kargv, NULL, g_log);
-  free(kbin);
-  cr_assert(sc_test_wait_http(g_kport, "/readyz", 200, WAIT_MS), "kv-updater not ready");
+  g_kvu = sc_test_start_kvu(&g_redis, NULL, g_log, &g_kport, WAIT_MS);
+  cr_assert_gt(g_kvu, 0, "kv-updater not ready");
 }
 
 static void teardown(void) {

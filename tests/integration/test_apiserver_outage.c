@@ -37,15 +37,6 @@ static int g_kport, g_aport;
 static char g_log[300], g_alog[300];
 static const char *const g_aof[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
 
-static void dump(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return;
-  char line[2048];
-  fprintf(stderr, "---- %s ----\n", path);
-  while (fgets(line, sizeof line, f) != NULL) fputs(line, stderr);
-  fclose(f);
-}
-
 static void spawn_api(const char *const *extra) {
   char url[128], alisten[64];
   sc_test_redis_url(&g_redis, url, sizeof url);
@@ -66,22 +57,15 @@ static void setup(void) {
   g_redis_started = 1;
   snprintf(g_log, sizeof g_log, "%s/kvu.log", g_redis.dir);
   snprintf(g_alog, sizeof g_alog, "%s/api.log", g_redis.dir);
-  char url[128], klisten[64];
-  sc_test_redis_url(&g_redis, url, sizeof url);
-  g_kport = sc_test_free_port();
-  snprintf(klisten, sizeof klisten, "127.0.0.1:%d", g_kport);
-  char *kbin = sc_test_bin("statecast-kv-updater");
-  char *kargv[] = {kbin, "--redis-url", url, "--health-listen", klisten, NULL};
-  g_kvu = sc_test_spawn(kbin, kargv, NULL, g_log);
-  free(kbin);
-  cr_assert(sc_test_wait_http(g_kport, "/readyz", 200, WAIT_MS), "kv-updater not ready");
+  g_kvu = sc_test_start_kvu(&g_redis, NULL, g_log, &g_kport, WAIT_MS);
+  cr_assert_gt(g_kvu, 0, "kv-updater not ready");
   spawn_api(NULL);
 }
 
 static void teardown(void) {
   if (g_api > 0) {
     int st = sc_test_stop(g_api, SIGTERM, 15000);
-    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) dump(g_alog);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) sc_test_dump(g_alog);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "apiserver should exit 0 on SIGTERM (status %d)", st);
   }
   g_api = -1;

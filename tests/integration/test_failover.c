@@ -79,15 +79,6 @@ static void setup(void) {
   g_subscribed = 0;
 }
 
-static void dump_log(const kvu_proc_t *k) {
-  FILE *f = fopen(k->log, "r");
-  if (f == NULL) return;
-  char line[1024];
-  fprintf(stderr, "---- %s ----\n", k->log);
-  while (fgets(line, sizeof line, f) != NULL) fputs(line, stderr);
-  fclose(f);
-}
-
 static void teardown(void) {
   if (g_thread_running) {
     g_stop_thread = 1;
@@ -99,7 +90,7 @@ static void teardown(void) {
       kill(g_kvu[i].pid, SIGCONT);
       int st = sc_test_stop(g_kvu[i].pid, SIGTERM, 10000);
       g_kvu[i].pid = 0;
-      if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) dump_log(&g_kvu[i]);
+      if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) sc_test_dump(g_kvu[i].log);
       cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "kv-updater %d should exit 0 on SIGTERM (status %d)", i, st);
     }
   }
@@ -119,7 +110,7 @@ static void start_kvu(int i) {
   free(bin);
   cr_assert_gt(g_kvu[i].pid, 0);
   if (!sc_test_wait_http(g_kvu[i].hport, "/readyz", 200, WAIT_MS)) {
-    dump_log(&g_kvu[i]);
+    sc_test_dump(g_kvu[i].log);
     cr_assert_fail("kv-updater %d never became ready", i);
   }
 }
@@ -158,8 +149,8 @@ static int pred_leader(void *arg) { return is_leader(((leader_arg_t *)arg)->i); 
 static void wait_leader(int i) {
   leader_arg_t a = {i};
   if (!sc_test_wait(pred_leader, &a, WAIT_MS)) {
-    dump_log(&g_kvu[0]);
-    dump_log(&g_kvu[1]);
+    sc_test_dump(g_kvu[0].log);
+    sc_test_dump(g_kvu[1].log);
     cr_assert_fail("kv-updater %d never became leader", i);
   }
 }
@@ -288,8 +279,8 @@ static void check_converged(void) {
   g_check = sc_test_redis_connect(&g_redis);
   cr_assert_not_null(g_check);
   if (!sc_test_wait(pred_converged, NULL, WAIT_MS)) {
-    dump_log(&g_kvu[0]);
-    dump_log(&g_kvu[1]);
+    sc_test_dump(g_kvu[0].log);
+    sc_test_dump(g_kvu[1].log);
     redisReply *r = redisCommand(g_check, "XLEN %s", SC_KEYS_INBOX);
     long long len = r->integer;
     freeReplyObject(r);

@@ -31,15 +31,6 @@ static void setup(void) {
   snprintf(g_log, sizeof g_log, "%s/kvu.log", g_redis.dir);
 }
 
-static void dump_log(void) {
-  FILE *f = fopen(g_log, "r");
-  if (f == NULL) return;
-  char line[1024];
-  fprintf(stderr, "---- kv-updater log ----\n");
-  while (fgets(line, sizeof line, f) != NULL) fputs(line, stderr);
-  fclose(f);
-}
-
 static int stop_kvu(void) {
   if (g_kvu <= 0) return -1;
   int st = sc_test_stop(g_kvu, SIGTERM, 10000);
@@ -50,7 +41,7 @@ static int stop_kvu(void) {
 static void teardown(void) {
   if (g_kvu > 0) {
     int st = stop_kvu();
-    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) dump_log();
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) sc_test_dump(g_log);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "kv-updater should exit 0 on SIGTERM (status %d)", st);
   }
   if (g_redis_started) sc_test_redis_stop(&g_redis, 0);
@@ -72,7 +63,7 @@ static void start_kvu_url(const char *url, const char *const *extra, char *const
   free(bin);
   cr_assert_gt(g_kvu, 0);
   if (wait_ready && !sc_test_wait_http(g_hport, "/readyz", 200, WAIT_MS)) {
-    dump_log();
+    sc_test_dump(g_log);
     cr_assert_fail("kv-updater never became ready");
   }
 }
@@ -136,7 +127,7 @@ static int pred_data_is(void *arg) {
 static void wait_data(redisContext *c, const char *topic, const char *want) {
   data_is_t d = {c, topic, want};
   if (!sc_test_wait(pred_data_is, &d, WAIT_MS)) {
-    dump_log();
+    sc_test_dump(g_log);
     cr_assert_fail("state:{%s} data never became %s", topic, want);
   }
 }
@@ -167,7 +158,7 @@ static int pred_metric_is(void *arg) {
 static void wait_metric(const char *name, long long want) {
   metric_is_t m = {name, want};
   if (!sc_test_wait(pred_metric_is, &m, WAIT_MS)) {
-    dump_log();
+    sc_test_dump(g_log);
     cr_assert_fail("%s never reached %lld (now %lld)", name, want, metric(name));
   }
 }
@@ -649,7 +640,7 @@ Test(kv_updater, readyz_is_503_until_redis_is_reachable) {
 
   cr_assert_eq(sc_test_redis_restart(&g_redis, NULL), 0);
   if (!sc_test_wait_http(g_hport, "/readyz", 200, WAIT_MS)) {
-    dump_log();
+    sc_test_dump(g_log);
     cr_assert_fail("/readyz never became 200 after Redis came up");
   }
   redisContext *c = conn();

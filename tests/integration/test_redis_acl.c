@@ -46,15 +46,6 @@ static pid_t g_kvu = -1, g_api = -1;
 static int g_kport, g_aport;
 static char g_klog[300], g_alog[300];
 
-static void dump(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return;
-  char line[2048];
-  fprintf(stderr, "---- %s ----\n", path);
-  while (fgets(line, sizeof line, f) != NULL) fputs(line, stderr);
-  fclose(f);
-}
-
 static void run_argv(redisContext *c, const char *const *argv) {
   int n = 0;
   while (argv[n] != NULL) n++;
@@ -134,7 +125,7 @@ Test(redis_acl, every_component_works_with_its_restricted_user_and_nothing_more)
   char *kargv[] = {kbin, "--redis-url", url, "--health-listen", listen, NULL};
   g_kvu = sc_test_spawn(kbin, kargv, NULL, g_klog);
   free(kbin);
-  if (!sc_test_wait_http(g_kport, "/readyz", 200, WAIT_MS)) dump(g_klog);
+  if (!sc_test_wait_http(g_kport, "/readyz", 200, WAIT_MS)) sc_test_dump(g_klog);
   cr_assert(sc_test_wait_http(g_kport, "/readyz", 200, 100), "kv-updater not ready as its ACL user");
   /* apiserver: user in the URL, password from a secret file (overrides the URL's). */
   char pwfile[400], secfile[400];
@@ -154,7 +145,7 @@ Test(redis_acl, every_component_works_with_its_restricted_user_and_nothing_more)
                    secfile, "--public-topics", "acl/*", "--drain-seconds", "1", NULL};
   g_api = sc_test_spawn(abin, aargv, NULL, g_alog);
   free(abin);
-  if (!sc_test_wait_http(g_aport, "/readyz", 200, WAIT_MS)) dump(g_alog);
+  if (!sc_test_wait_http(g_aport, "/readyz", 200, WAIT_MS)) sc_test_dump(g_alog);
   cr_assert(sc_test_wait_http(g_aport, "/readyz", 200, 100), "apiserver not ready as its ACL user");
   /* publisher: durable (XADD) and pub/sub forms. */
   url_for(url, sizeof url, "statecast-publisher", "pub-pass");
@@ -177,8 +168,8 @@ Test(redis_acl, every_component_works_with_its_restricted_user_and_nothing_more)
           fprintf(stderr, "acl log: %s=%s\n", l->element[i]->element[j]->str, l->element[i]->element[j + 1]->str);
     freeReplyObject(l);
     redisFree(c);
-    dump(g_klog);
-    dump(g_alog);
+    sc_test_dump(g_klog);
+    sc_test_dump(g_alog);
   }
   cr_assert(seen, "the pub/sub publish never reached the apiserver");
   char body[8192];

@@ -27,15 +27,6 @@ static int g_sport;
 static char g_sdir[256];
 static char g_log[300];
 
-static void dump(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return;
-  char line[1024];
-  fprintf(stderr, "---- %s ----\n", path);
-  while (fgets(line, sizeof line, f) != NULL) fputs(line, stderr);
-  fclose(f);
-}
-
 static redisContext *connect_port(int port) {
   struct timeval tv = {2, 0};
   redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
@@ -125,7 +116,7 @@ static void setup(void) {
   if (!sc_test_wait(replica_known, NULL, WAIT_MS)) {
     char log[300];
     snprintf(log, sizeof log, "%s/sentinel.log", g_sdir);
-    dump(log);
+    sc_test_dump(log);
     cr_assert_fail("the sentinel never saw the replica in sync");
   }
 }
@@ -187,7 +178,7 @@ Test(sentinel, kv_updater_follows_a_failover_without_a_restart) {
   free(bin);
   cr_assert_gt(g_kvu, 0);
   if (!sc_test_wait_http(hport, "/readyz", 200, WAIT_MS)) {
-    dump(g_log);
+    sc_test_dump(g_log);
     cr_assert_fail("kv-updater never became ready through the sentinel");
   }
   cr_assert(publish_until_committed(g_primary.port, "ha/before", "{\"n\":1}"), "commit on the first primary");
@@ -198,11 +189,11 @@ Test(sentinel, kv_updater_follows_a_failover_without_a_restart) {
   if (!sc_test_wait(replica_promoted, NULL, WAIT_MS)) {
     char log[300];
     snprintf(log, sizeof log, "%s/sentinel.log", g_sdir);
-    dump(log);
+    sc_test_dump(log);
     cr_assert_fail("the sentinel did not promote the replica");
   }
   if (!publish_until_committed(g_replica.port, "ha/after", "{\"n\":2}")) {
-    dump(g_log);
+    sc_test_dump(g_log);
     cr_assert_fail("kv-updater did not commit on the new primary");
   }
   /* The replicated state survived and the new commit continued from it. */

@@ -302,3 +302,34 @@ int sc_test_wait_http(int port, const char *path, int want_status, int timeout_m
   http_wait_t w = {port, path, want_status};
   return sc_test_wait(http_is, &w, timeout_ms);
 }
+
+pid_t sc_test_start_kvu(const sc_test_redis_t *r, const char *const *extra, const char *log_path, int *health_port,
+                        int timeout_ms) {
+  char url[128], listen[64];
+  sc_test_redis_url(r, url, sizeof url);
+  *health_port = sc_test_free_port();
+  snprintf(listen, sizeof listen, "127.0.0.1:%d", *health_port);
+  char *bin = sc_test_bin("statecast-kv-updater");
+  if (bin == NULL) return -1;
+  char *argv[32] = {bin, "--redis-url", url, "--health-listen", listen, NULL};
+  int n = 5;
+  for (int i = 0; extra != NULL && extra[i] != NULL && n < 31; i++) argv[n++] = (char *)extra[i];
+  argv[n] = NULL;
+  pid_t pid = sc_test_spawn(bin, argv, NULL, log_path);
+  free(bin);
+  if (pid <= 0) return -1;
+  if (!sc_test_wait_http(*health_port, "/readyz", 200, timeout_ms)) {
+    sc_test_stop(pid, SIGTERM, 5000);
+    return -1;
+  }
+  return pid;
+}
+
+void sc_test_dump(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return;
+  char line[2048];
+  fprintf(stderr, "---- %s ----\n", path);
+  while (fgets(line, sizeof line, f) != NULL) fputs(line, stderr);
+  fclose(f);
+}

@@ -17,6 +17,15 @@ typedef struct sc_test_redis {
   char pass[64]; /* --requirepass of the last start, "" for none (readiness checks AUTH with it) */
 } sc_test_redis_t;
 
+/* Start statecast-kv-updater against r with its health endpoint on a free
+ * port (*health_port), extra flags (NULL-terminated, may be NULL), output
+ * appended to log_path, and wait up to timeout_ms for /readyz 200. Returns
+ * its pid, or -1 (spawn failed or never ready; a started one is stopped). */
+pid_t sc_test_start_kvu(const sc_test_redis_t *r, const char *const *extra, const char *log_path, int *health_port,
+                        int timeout_ms);
+/* Copy a log file to stderr under a "---- path ----" line (nothing if missing). */
+void sc_test_dump(const char *path);
+
 /* Pick a port that is free on 127.0.0.1 right now. */
 int sc_test_free_port(void);
 
