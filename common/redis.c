@@ -1,22 +1,18 @@
 /*
  * redis: statecast's Redis connection on a libuv loop (see redis.h).
  *
- * Three layers, bottom up:
- *   1. URL parsing (pure): sc_redis_url_parse() and friends.
- *   2. The hiredis <-> libuv glue: one uv_poll_t per redisAsyncContext. It
- *      differs from hiredis/adapters/libuv.h in one point that matters: when
- *      libuv reports a poll error (status != 0, events 0, handle stopped) we
- *      hand hiredis the events it asked for, so it reads or writes, sees the
- *      socket error and runs its connect/disconnect path. Without that a
- *      refused connect is never noticed and reconnecting hangs.
- *   3. sc_redis_t: a state machine
- *        DISCONNECTED -> CONNECTING -> HANDSHAKE -> UP -> DISCONNECTED ...
- *        any state -> CLOSING (sc_redis_close, terminal)
- *      with three uv timers: conn_timer (connect + handshake deadline, and a
- *      "fail on the next loop turn" when we must not free the context from
- *      inside a hiredis callback), retry_timer (backoff) and cmd_timer (the
- *      deadline of the oldest pending command; replies arrive in order, so
- *      one timer over a FIFO is enough).
+ * Two neighbours do the rest of redis.h: redis_addr.c parses and describes
+ * addresses (pure), and redis_uv.c is our hiredis <-> libuv adapter (it
+ * fixes the POLLERR bug of the one hiredis 0.14 ships; see redis_uv.h).
+ *
+ * This file is sc_redis_t: a state machine
+ *   DISCONNECTED -> CONNECTING -> HANDSHAKE -> UP -> DISCONNECTED ...
+ *   any state -> CLOSING (sc_redis_close, terminal)
+ * with three uv timers: conn_timer (connect + handshake deadline, and a
+ * "fail on the next loop turn" when we must not free the context from
+ * inside a hiredis callback), retry_timer (backoff) and cmd_timer (the
+ * deadline of the oldest pending command; replies arrive in order, so
+ * one timer over a FIFO is enough).
  *
  * Ownership of hiredis callbacks: every command we queue carries a req_t as
  * privdata. hiredis calls the callback exactly once per accepted command
@@ -38,329 +34,18 @@
 
 #include "err.h"
 #include "log.h"
+#include "redis_uv.h"
 #include "sentinel.h"
 
 #include <assert.h>
 #include <ctype.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ------------------------------------------------------------------------ */
-/* URL parsing                                                              */
-
-static char *dup_range(const char *s, size_t n) {
-  char *p = malloc(n + 1);
-  if (p == NULL) return NULL;
-  memcpy(p, s, n);
-  p[n] = '\0';
-  return p;
-}
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* Percent-decodes s[0..n) into a new string (*out, caller frees). 0, or
- * SC_EURL for a bad or NUL escape, SC_ENOMEM. */
-static int pct_decode(const char *s, size_t n, char **out) {
-  char *p = malloc(n + 1);
-  if (p == NULL) return SC_ENOMEM;
-  size_t j = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] != '%') {
-      p[j++] = s[i];
-      continue;
-    }
-    if (i + 2 >= n) {
-      free(p);
-      return SC_EURL;
-    }
-    int a = hexval(s[i + 1]), b = hexval(s[i + 2]);
-    if (a < 0 || b < 0 || (a == 0 && b == 0)) {
-      free(p);
-      return SC_EURL;
-    }
-    p[j++] = (char)(a * 16 + b);
-    i += 2;
-  }
-  p[j] = '\0';
-  *out = p;
-  return 0;
-}
-
-/* Parses s[0..n) as a decimal in [lo, hi]; 0 or -1. */
-static int parse_int(const char *s, size_t n, long lo, long hi, int *out) {
-  if (n == 0 || n > 10) return -1;
-  long v = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] < '0' || s[i] > '9') return -1;
-    v = v * 10 + (s[i] - '0');
-  }
-  if (v < lo || v > hi) return -1;
-  *out = (int)v;
-  return 0;
-}
-
-#define URL_FAIL(...)                       \
-  do {                                      \
-    if (err != NULL && errlen > 0) snprintf(err, errlen, __VA_ARGS__); \
-    rc = SC_EURL;                           \
-    goto fail;                              \
-  } while (0)
-
-static int parse_unix(const char *rest, sc_redis_addr_t *out, char *err, size_t errlen) {
-  int rc = 0;
-  if (rest[0] != '/') URL_FAIL("unix socket path must be absolute (unix:///path)");
-  const char *q = strchr(rest, '?');
-  size_t plen = q != NULL ? (size_t)(q - rest) : strlen(rest);
-  if (plen < 2) URL_FAIL("missing unix socket path");
-  rc = pct_decode(rest, plen, &out->unix_path);
-  if (rc == SC_EURL) URL_FAIL("bad percent-encoding in unix socket path");
-  if (rc != 0) goto fail;
-  if (q != NULL) {
-    const char *p = q + 1;
-    while (*p != '\0') {
-      const char *amp = strchr(p, '&');
-      size_t len = amp != NULL ? (size_t)(amp - p) : strlen(p);
-      if (len > 3 && strncmp(p, "db=", 3) == 0) {
-        if (parse_int(p + 3, len - 3, 0, INT_MAX, &out->db) != 0)
-          URL_FAIL("db '%.*s' is not a number >= 0", (int)(len - 3), p + 3);
-      } else {
-        URL_FAIL("unknown parameter '%.*s' (only db=N)", (int)len, p);
-      }
-      p += len;
-      if (*p == '&') p++;
-    }
-  }
-  return 0;
-fail:
-  return rc;
-}
-
-static int parse_tcp(const char *rest, sc_redis_addr_t *out, char *err, size_t errlen) {
-  int rc = 0;
-  const char *host = rest;
-  /* Credentials end at the last '@', so an unencoded '@' or '/' in a
-   * password still works; the host part cannot contain '@'. */
-  const char *at = strrchr(rest, '@');
-  if (at != NULL) {
-    const char *colon = memchr(rest, ':', (size_t)(at - rest));
-    if (colon == NULL) URL_FAIL("credentials must be ':password@' or 'user:password@'");
-    if (colon > rest) {
-      rc = pct_decode(rest, (size_t)(colon - rest), &out->user);
-      if (rc == SC_EURL) URL_FAIL("bad percent-encoding in user");
-      if (rc != 0) goto fail;
-    }
-    if (at == colon + 1) URL_FAIL("empty password");
-    rc = pct_decode(colon + 1, (size_t)(at - colon - 1), &out->password);
-    if (rc == SC_EURL) URL_FAIL("bad percent-encoding in password");
-    if (rc != 0) goto fail;
-    host = at + 1;
-  }
-
-  const char *p;
-  if (host[0] == '[') {
-    const char *rb = strchr(host, ']');
-    if (rb == NULL) URL_FAIL("unterminated IPv6 address '%s'", host);
-    if (rb == host + 1) URL_FAIL("missing host");
-    out->host = dup_range(host + 1, (size_t)(rb - host - 1));
-    p = rb + 1;
-    if (*p != '\0' && *p != ':' && *p != '/') URL_FAIL("unexpected '%s' after IPv6 address", p);
-  } else {
-    size_t hlen = strcspn(host, ":/?#");
-    if (hlen == 0) URL_FAIL("missing host");
-    out->host = dup_range(host, hlen);
-    p = host + hlen;
-  }
-  if (out->host == NULL) {
-    rc = SC_ENOMEM;
-    goto fail;
-  }
-
-  if (*p == ':') {
-    p++;
-    size_t len = strcspn(p, "/?#");
-    if (parse_int(p, len, 1, 65535, &out->port) != 0)
-      URL_FAIL("port '%.*s' is not a number in 1..65535", (int)len, p);
-    p += len;
-  }
-  if (*p == '/') {
-    p++;
-    size_t len = strcspn(p, "?#");
-    if (len > 0 && parse_int(p, len, 0, INT_MAX, &out->db) != 0)
-      URL_FAIL("db '%.*s' is not a number >= 0", (int)len, p);
-    p += len;
-  }
-  if (*p != '\0') URL_FAIL("unexpected '%s' at the end of the URL", p);
-  return 0;
-fail:
-  return rc;
-}
-
-int sc_redis_url_parse(const char *url, sc_redis_addr_t *out, char *err, size_t errlen) {
-  int rc = 0;
-  memset(out, 0, sizeof *out);
-  out->port = 6379;
-  if (err != NULL && errlen > 0) err[0] = '\0';
-  if (url == NULL || url[0] == '\0') URL_FAIL("empty Redis URL");
-  const char *sep = strstr(url, "://");
-  if (sep == NULL) URL_FAIL("missing scheme in '%s' (expected redis:// or unix://)", url);
-  size_t slen = (size_t)(sep - url);
-  if (slen == 5 && strncasecmp(url, "redis", 5) == 0) {
-    rc = parse_tcp(sep + 3, out, err, errlen);
-  } else if (slen == 4 && strncasecmp(url, "unix", 4) == 0) {
-    out->port = 0;
-    rc = parse_unix(sep + 3, out, err, errlen);
-  } else {
-    URL_FAIL("unsupported scheme '%.*s' (expected redis:// or unix://)", (int)slen, url);
-  }
-  if (rc != 0) goto fail;
-  return 0;
-fail:
-  if (rc == SC_ENOMEM && err != NULL && errlen > 0) snprintf(err, errlen, "out of memory");
-  sc_redis_addr_dispose(out);
-  return rc;
-}
-
-void sc_redis_addr_dispose(sc_redis_addr_t *addr) {
-  if (addr == NULL) return;
-  free(addr->host);
-  free(addr->unix_path);
-  free(addr->user);
-  free(addr->sentinels);
-  free(addr->master_name);
-  if (addr->password != NULL) {
-    /* Do not leave the secret lying around in freed memory. */
-    memset(addr->password, 0, strlen(addr->password));
-    free(addr->password);
-  }
-  memset(addr, 0, sizeof *addr);
-}
-
-int sc_redis_addr_set_sentinels(sc_redis_addr_t *addr, const char *sentinels, const char *master_name, char *err,
-                                size_t errlen) {
-  if (sentinels == NULL || sentinels[0] == '\0') return 0;
-  if (addr->unix_path != NULL) {
-    if (err != NULL && errlen > 0) snprintf(err, errlen, "sentinels cannot be combined with a unix socket URL");
-    return SC_EINVAL;
-  }
-  int rc = sc_sentinel_list_check(sentinels, err, errlen);
-  if (rc != 0) return rc;
-  if (master_name == NULL || master_name[0] == '\0') master_name = "statecast";
-  char *s = strdup(sentinels), *m = strdup(master_name);
-  if (s == NULL || m == NULL) {
-    free(s);
-    free(m);
-    if (err != NULL && errlen > 0) snprintf(err, errlen, "out of memory");
-    return SC_ENOMEM;
-  }
-  free(addr->sentinels);
-  free(addr->master_name);
-  addr->sentinels = s;
-  addr->master_name = m;
-  return 0;
-}
-
-void sc_redis_addr_describe(const sc_redis_addr_t *addr, char *buf, size_t cap) {
-  if (buf == NULL || cap == 0) return;
-  if (addr->unix_path != NULL) {
-    if (addr->db != 0) snprintf(buf, cap, "unix:%s?db=%d", addr->unix_path, addr->db);
-    else snprintf(buf, cap, "unix:%s", addr->unix_path);
-  } else if (addr->host != NULL && strchr(addr->host, ':') != NULL) {
-    snprintf(buf, cap, "[%s]:%d/%d", addr->host, addr->port, addr->db);
-  } else {
-    snprintf(buf, cap, "%s:%d/%d", addr->host != NULL ? addr->host : "?", addr->port, addr->db);
-  }
-}
-
-/* ------------------------------------------------------------------------ */
-/* hiredis <-> libuv glue                                                   */
-
-typedef struct uvglue {
-  redisAsyncContext *ac; /* borrowed; NULL once hiredis called cleanup */
-  uv_poll_t poll;
-  int events;  /* UV_READABLE | UV_WRITABLE that hiredis asked for */
-  int closing; /* uv_close called; the struct is freed only in on_poll_closed */
-} uvglue_t;
-
-static void on_poll(uv_poll_t *handle, int status, int events) {
-  uvglue_t *g = handle->data;
-  /* libuv 1.44 reports POLLERR as status UV_EBADF with events 0 (and stops
-   * the handle): let hiredis do what it wanted so it sees the socket error. */
-  if (status != 0) events = g->events;
-  if (g->ac != NULL && (events & UV_READABLE)) redisAsyncHandleRead(g->ac);
-  if (g->ac != NULL && (events & UV_WRITABLE)) redisAsyncHandleWrite(g->ac);
-}
-
-static void glue_set(uvglue_t *g, int events) {
-  if (g->closing) return;
-  g->events = events;
-  if (events != 0) uv_poll_start(&g->poll, events, on_poll);
-  else uv_poll_stop(&g->poll);
-}
-
-static void glue_add_read(void *privdata) {
-  uvglue_t *g = privdata;
-  glue_set(g, g->events | UV_READABLE);
-}
-
-static void glue_del_read(void *privdata) {
-  uvglue_t *g = privdata;
-  glue_set(g, g->events & ~UV_READABLE);
-}
-
-static void glue_add_write(void *privdata) {
-  uvglue_t *g = privdata;
-  glue_set(g, g->events | UV_WRITABLE);
-}
-
-static void glue_del_write(void *privdata) {
-  uvglue_t *g = privdata;
-  glue_set(g, g->events & ~UV_WRITABLE);
-}
-
-static void on_poll_closed(uv_handle_t *handle) { free(handle->data); }
-
-/* hiredis is done with the fd. May be called more than once; the context
- * may be gone right after, so forget it. */
-static void glue_cleanup(void *privdata) {
-  uvglue_t *g = privdata;
-  g->ac = NULL;
-  if (g->closing) return;
-  g->closing = 1;
-  uv_close((uv_handle_t *)&g->poll, on_poll_closed);
-}
-
-static int glue_attach(redisAsyncContext *ac, uv_loop_t *loop) {
-  if (ac->ev.data != NULL) return SC_EINVAL;
-  uvglue_t *g = calloc(1, sizeof *g);
-  if (g == NULL) return SC_ENOMEM;
-  if (uv_poll_init(loop, &g->poll, ac->c.fd) != 0) {
-    free(g); /* never registered with the loop, so no uv_close needed */
-    return SC_EIO;
-  }
-  g->poll.data = g;
-  g->ac = ac;
-  ac->ev.addRead = glue_add_read;
-  ac->ev.delRead = glue_del_read;
-  ac->ev.addWrite = glue_add_write;
-  ac->ev.delWrite = glue_del_write;
-  ac->ev.cleanup = glue_cleanup;
-  ac->ev.data = g;
-  return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* sc_redis_t                                                               */
 
 typedef enum { ST_DISCONNECTED, ST_CONNECTING, ST_HANDSHAKE, ST_UP, ST_CLOSING } conn_state_t;
 
@@ -587,7 +272,7 @@ static void start_connect(sc_redis_t *r) {
     redisAsyncFree(ac);
     goto fail;
   }
-  if (glue_attach(ac, r->loop) != 0) {
+  if (sc_redis_uv_attach(ac, r->loop) != 0) {
     why = "could not watch the socket";
     redisAsyncFree(ac);
     goto fail;
